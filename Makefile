@@ -1,0 +1,57 @@
+# The two set-up commands: `make demo` runs the example site, `make test` runs the whole suite on the embedded
+# default (SQLite, in-process delivery). Both need only Python 3.11+; everything else is installed into .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_HOST ?= 127.0.0.1:8000
+
+.PHONY: demo test services-test lint typecheck docs bench django6 clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "django-emailotp needs Python 3.11 or newer; run: make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The demo needs only the package itself: SQLite, in-process delivery, the console email backend.
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+# Tests, linters and docs: every extra plus the dev dependency group (pip >= 25.1 reads dependency groups).
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[all]" --group dev
+	@touch $@ $(VENV)/.demo-installed
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py demo_setup
+	@echo ""
+	@echo "  Open http://$(DEMO_HOST)/ and log in as demo / demo-password."
+	@echo "  Codes are emailed to demo@example.com and printed in this terminal."
+	@echo ""
+	$(BIN)/python manage.py runserver $(DEMO_HOST)
+
+test: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest
+
+# The same suite on PostgreSQL and Redis, with a real Celery worker and SMTP server (what CI runs second).
+services-test: $(VENV)/.dev-installed
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/emailotp} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy
+
+docs: $(VENV)/.dev-installed
+	$(BIN)/mkdocs build --strict --site-dir build/site
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build .coverage .pytest_cache .mypy_cache .ruff_cache example.sqlite3

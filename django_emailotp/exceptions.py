@@ -1,0 +1,52 @@
+"""One error hierarchy. Domain errors also subclass the built-in or Django exception callers expect."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+
+
+class EmailOTPError(Exception):
+    """Base class of every error this app raises."""
+
+
+class ConfigurationError(EmailOTPError, ImproperlyConfigured):
+    """The project's settings make a feature unusable."""
+
+
+class MissingDependency(ConfigurationError, ImportError):
+    """An optional dependency is not installed; the message names the pip extra that provides it."""
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the '{package}' package. Install it with: pip install 'django-emailotp[{extra}]'"
+        )
+
+
+class UnknownPurpose(EmailOTPError, ValueError):
+    """The purpose is neither built in nor registered in ``EMAIL_OTP_PURPOSES``."""
+
+
+class NoEmailAddress(EmailOTPError, ValueError):
+    """There is no valid address to send the code to."""
+
+
+class ResendCooldown(EmailOTPError, PermissionDenied):
+    """A new code was asked for before the cooldown of the live one ran out."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"A new code can be sent in {retry_after} seconds.")
+
+
+class DeliveryUnavailable(EmailOTPError):
+    """The code email could not be handed to the delivery pipeline (for example, the broker is down)."""
+
+
+class DeliveryError(EmailOTPError):
+    """Sending a code email failed. ``transient`` says whether trying again may succeed."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        self.transient = transient
+        super().__init__(message)

@@ -1,0 +1,76 @@
+"""What the engine takes from a request: client IP, user agent and the session or credential binding."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from django_emailotp.conf import app_settings
+from django_emailotp.crypto import binding_hash
+
+# A random nonce kept in the session. Binding to it, not to the session key, works with every session engine
+# (signed cookies change their key whenever the data changes) and survives login()'s key rotation, while
+# logout (which flushes the session) ends it.
+SESSION_BINDING_KEY = "_emailotp_binding"
+USER_AGENT_MAX_LENGTH = 512
+
+
+def _valid_ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def client_ip(request: Any) -> str | None:
+    """REMOTE_ADDR, unless ``EMAIL_OTP_TRUSTED_PROXY_COUNT`` proxies append to X-Forwarded-For.
+
+    With N trusted proxies the client is the N-th entry from the right: the one the outermost trusted proxy
+    appended. Entries further left are whatever the client chose to send and are never trusted.
+    """
+    meta = request.META
+    remote = _valid_ip(meta.get("REMOTE_ADDR", "") or "")
+    proxies = app_settings.TRUSTED_PROXY_COUNT
+    if proxies <= 0:
+        return remote
+    forwarded = [part for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if len(forwarded) < proxies:
+        return remote
+    return _valid_ip(forwarded[-proxies]) or remote
+
+
+def _credential(request: Any, *, create: bool) -> str:
+    # DRF sets request.auth for token-style authentication; bind to that credential rather than a session.
+    auth = getattr(request, "auth", None)
+    if auth is not None:
+        return "credential:" + str(getattr(auth, "key", None) or auth)
+    session = getattr(request, "session", None)
+    if session is None:
+        return ""
+    nonce = session.get(SESSION_BINDING_KEY)
+    if nonce is None and create:
+        nonce = session[SESSION_BINDING_KEY] = secrets.token_urlsafe(32)
+    return f"session:{nonce}" if nonce else ""
+
+
+@dataclass(frozen=True)
+class RequestMeta:
+    ip_address: str | None = None
+    user_agent: str = ""
+    binding: str = ""
+
+    @classmethod
+    def from_request(cls, request: Any | None, *, create_binding: bool = False) -> RequestMeta:
+        if request is None:
+            return EMPTY_META
+        credential = _credential(request, create=create_binding)
+        return cls(
+            ip_address=client_ip(request),
+            user_agent=str(request.META.get("HTTP_USER_AGENT", ""))[:USER_AGENT_MAX_LENGTH],
+            binding=binding_hash(credential) if credential else "",
+        )
+
+
+EMPTY_META = RequestMeta()

@@ -1,0 +1,21 @@
+"""Public signals. Every signal is sent with ``sender=Challenge`` and the keyword arguments listed.
+
+Receivers run in the caller's thread after the database work is done; an exception in a receiver propagates.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# challenge: Challenge, request: HttpRequest | None
+challenge_issued = Signal()
+# challenge: Challenge, message_id: str (ESP message id, "" when the backend gives none)
+challenge_sent = Signal()
+# challenge: Challenge, error: str, transient: bool, final: bool (no retry follows)
+challenge_delivery_failed = Signal()
+# challenge: Challenge, request: HttpRequest | None
+challenge_verified = Signal()
+# challenge: Challenge | None (None when the id is unknown), reason: VerifyReason, request: HttpRequest | None
+challenge_failed = Signal()
+# challenge: Challenge, request: HttpRequest | None
+challenge_burned = Signal()

@@ -1,0 +1,65 @@
+"""The example site's pages: a home page and a page that issues and verifies a code through the engine."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_POST
+
+from django_emailotp import services
+from django_emailotp.delivery import mask_address
+from django_emailotp.exceptions import EmailOTPError, ResendCooldown
+
+SESSION_KEY = "demo_challenge_id"
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(
+        label="Code from your email",
+        max_length=64,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "demo/home.html")
+
+
+@never_cache
+@login_required
+@sensitive_post_parameters("code")
+def try_code(request: HttpRequest) -> HttpResponse:
+    form = CodeForm(request.POST or None)
+    challenge_id = request.session.get(SESSION_KEY)
+    if request.method == "POST" and challenge_id and form.is_valid():
+        result = services.verify_challenge(challenge_id, form.cleaned_data["code"], request=request, purpose="step_up")
+        if result.success:
+            del request.session[SESSION_KEY]
+            messages.success(request, "Code accepted: the engine verified it and used it up.")
+            return redirect("try-code")
+        form.add_error("code", f"Not accepted ({result.reason}). Attempts left: {result.attempts_remaining}.")
+    return render(
+        request,
+        "demo/try_code.html",
+        {"form": form, "challenge_id": challenge_id, "masked_email": mask_address(request.user.email)},
+    )
+
+
+@login_required
+@require_POST
+def send_code(request: HttpRequest) -> HttpResponse:
+    try:
+        challenge = services.issue_challenge(user=request.user, purpose="step_up", request=request)
+    except ResendCooldown as exc:
+        messages.error(request, f"Please wait {exc.retry_after} seconds before asking for another code.")
+    except EmailOTPError as exc:
+        messages.error(request, f"The code could not be sent: {exc}")
+    else:
+        request.session[SESSION_KEY] = str(challenge.pk)
+        messages.info(request, "Code sent. With the default settings it is printed in the terminal running the site.")
+    return redirect("try-code")

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from example_project.demo import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("try-code/", views.try_code, name="try-code"),
+    path("try-code/send/", views.send_code, name="send-code"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]
