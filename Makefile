@@ -7,6 +7,10 @@ DEMO_HOST ?= 127.0.0.1:8000
 
 .PHONY: demo test services-test lint typecheck docs bench django6 clean
 
+# Django 6 needs Python 3.12+; pyenv's 3.13 is used when python3.13 is not on PATH.
+PYTHON_DJANGO6 ?= $(shell command -v python3.13 || ls /root/.pyenv/versions/3.13*/bin/python3 2>/dev/null | head -n 1)
+VENV6 := .venv-django6
+
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "django-emailotp needs Python 3.11 or newer; run: make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
@@ -53,5 +57,17 @@ docs: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m benchmarks
 
+# The embedded suite on the newest Django 6 and Python 3.13 (CI runs this beside the 5.2 LTS runs).
+$(VENV6)/.installed: pyproject.toml
+	@test -n "$(PYTHON_DJANGO6)" || { echo "Python 3.12+ is needed for Django 6: set PYTHON_DJANGO6=/path/to/python3.13"; exit 1; }
+	$(PYTHON_DJANGO6) -m venv $(VENV6)
+	$(VENV6)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV6)/bin/python -m pip install --quiet -e ".[all]" --group test "Django>=6.0,<6.2"
+	@touch $@
+
+django6: $(VENV6)/.installed
+	$(VENV6)/bin/python -c 'import django, sys; print("Django", django.get_version(), "on Python", sys.version.split()[0])'
+	$(VENV6)/bin/python -m pytest -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) build .coverage .pytest_cache .mypy_cache .ruff_cache example.sqlite3
+	rm -rf $(VENV) $(VENV6) build .coverage .pytest_cache .mypy_cache .ruff_cache example.sqlite3

@@ -106,7 +106,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def _message(check_id: str, level: type[CheckMessage] = Error) -> CheckMessage:
+def _message(check_id: str, level: type[Error] | type[Warning] = Error) -> CheckMessage:
     text, hint = MESSAGES[check_id]
     return level(text, hint=hint, id=f"emailotp.{check_id}")
 
@@ -131,7 +131,6 @@ def _valid_sender(value: Any) -> bool:
     except Exception:
         return False
     return True
-
 
 
 @register(Tags.security, Tags.compatibility)

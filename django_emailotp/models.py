@@ -95,9 +95,7 @@ class Challenge(models.Model):
                 condition=Q(status="pending", user__isnull=True),
                 name="emailotp_one_live_per_address",
             ),
-            models.CheckConstraint(
-                condition=Q(attempts__lte=F("max_attempts")), name="emailotp_attempts_within_limit"
-            ),
+            models.CheckConstraint(condition=Q(attempts__lte=F("max_attempts")), name="emailotp_attempts_within_limit"),
             models.CheckConstraint(condition=Q(expires_at__gt=F("created_at")), name="emailotp_expires_after_created"),
             models.CheckConstraint(
                 condition=~Q(status="verified") | Q(consumed_at__isnull=False),
@@ -120,7 +118,6 @@ class Challenge(models.Model):
 class AuditEventType(models.TextChoices):
     CHALLENGE_ISSUED = "challenge_issued", _("code issued")
     RESEND_THROTTLED = "resend_throttled", _("resend refused during cooldown")
-    CHALLENGE_QUEUED = "challenge_queued", _("code email queued")
     CHALLENGE_SENT = "challenge_sent", _("code email sent")
     DELIVERY_RETRY = "delivery_retry", _("code email retried after a transient failure")
     DELIVERY_FAILED = "delivery_failed", _("code email failed")

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import re
 
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from django_emailotp.conf import app_settings
 from django_emailotp.exceptions import UnknownPurpose
+
+StrOrPromise = str | Promise
 
 STEP_UP = "step_up"
 LOGIN = "login"
 SIGN_IN = "sign_in"
 VERIFY_EMAIL = "verify_email"
 
-BUILTIN_PURPOSES = {
+BUILTIN_PURPOSES: dict[str, StrOrPromise] = {
     STEP_UP: _("confirm it is you"),
     LOGIN: _("finish signing in"),
     SIGN_IN: _("sign in"),
@@ -24,7 +27,7 @@ BUILTIN_PURPOSES = {
 PURPOSE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
-def all_purposes() -> dict[str, str]:
+def all_purposes() -> dict[str, StrOrPromise]:
     """Built-in purposes and the project's, name -> human label."""
     return {**BUILTIN_PURPOSES, **app_settings.PURPOSES}
 

@@ -87,7 +87,7 @@ def destination_for(user: AbstractBaseUser | None, email: str | None) -> str:
 
 def _live_challenge(user: AbstractBaseUser | None, email: str, purpose: str, binding: str) -> Challenge | None:
     live = Challenge.objects.filter(status=ChallengeStatus.PENDING, purpose=purpose, binding=binding)
-    live = live.filter(user=user) if user is not None else live.filter(user__isnull=True, email=email)
+    live = live.filter(user_id=user.pk) if user is not None else live.filter(user__isnull=True, email=email)
     return live.only("id", "created_at", "expires_at", "user_id", "email", "purpose").first()
 
 
@@ -135,7 +135,7 @@ def issue_challenge(
                     expired = live.expires_at <= now
                     _retire(live, ChallengeStatus.EXPIRED if expired else ChallengeStatus.SUPERSEDED)
                 challenge = Challenge.objects.create(
-                    user=user,
+                    user_id=user.pk if user is not None else None,
                     email=address,
                     purpose=purpose,
                     action=action,
@@ -168,11 +168,17 @@ def issue_challenge(
 def resend_challenge(challenge_id: uuid.UUID | str, *, request: Any | None = None) -> Challenge:
     """Issue a fresh code for the same user, address, purpose and action; the old one is superseded."""
     meta = RequestMeta.from_request(request)
-    old = Challenge.objects.select_related("user").filter(pk=_as_uuid(challenge_id)).first()
+    pk = _as_uuid(challenge_id)
+    old = Challenge.objects.select_related("user").filter(pk=pk).first() if pk is not None else None
     if old is None or (old.binding and old.binding != meta.binding):
         raise Challenge.DoesNotExist("No such challenge for this session.")
     return issue_challenge(
-        user=old.user, email=old.email, purpose=old.purpose, request=request, action=old.action, context=old.context
+        user=old.user,
+        email=old.email,
+        purpose=old.purpose,
+        request=request,
+        action=old.action,
+        context=old.context,
     )
 
 
@@ -221,7 +227,8 @@ def deliver_challenge(challenge_id: uuid.UUID | str, *, final: bool = True) -> D
     leaves two different valid codes. A challenge that is no longer pending is not sent.
     Raises :class:`DeliveryError` for a transient failure that is worth retrying (``final=False``).
     """
-    challenge = Challenge.objects.select_related("user").filter(pk=_as_uuid(challenge_id)).first()
+    pk = _as_uuid(challenge_id)
+    challenge = Challenge.objects.select_related("user").filter(pk=pk).first() if pk is not None else None
     now = timezone.now()
     if challenge is None:
         return DeliveryStatus.SKIPPED
@@ -321,15 +328,19 @@ def verify_challenge(
     if result.success:
         signals.challenge_verified.send(sender=Challenge, challenge=result.challenge, request=request)
     else:
-        signals.challenge_failed.send(sender=Challenge, challenge=result.challenge, reason=result.reason, request=request)
-        if result.challenge is not None and result.reason == VerifyReason.INVALID_CODE and not result.attempts_remaining:
+        signals.challenge_failed.send(
+            sender=Challenge, challenge=result.challenge, reason=result.reason, request=request
+        )
+        if (
+            result.challenge is not None
+            and result.reason == VerifyReason.INVALID_CODE
+            and not result.attempts_remaining
+        ):
             signals.challenge_burned.send(sender=Challenge, challenge=result.challenge, request=request)
     return result
 
 
-def _check(
-    pk: uuid.UUID, code: str, meta: RequestMeta, purpose: str | None, action: str | None
-) -> VerificationResult:
+def _check(pk: uuid.UUID, code: str, meta: RequestMeta, purpose: str | None, action: str | None) -> VerificationResult:
     challenge = Challenge.objects.select_for_update().filter(pk=pk).first()
     if challenge is None:
         return _failure(None, VerifyReason.NOT_FOUND, meta, challenge_id=pk)
@@ -362,13 +373,14 @@ def _check(
     counted = pending.update(
         attempts=F("attempts") + 1,
         status=Case(
-            When(attempts__gte=last, then=Value(ChallengeStatus.BURNED)), default=Value(ChallengeStatus.PENDING)
+            When(attempts__gte=last, then=Value(ChallengeStatus.BURNED)),
+            default=Value(ChallengeStatus.PENDING),
         ),
         code_hash=Case(When(attempts__gte=last, then=Value("")), default=F("code_hash")),
     )
     if not counted:
         challenge.refresh_from_db(fields=["status"])
-        return _failure(challenge, _REASON_FOR_STATUS.get(challenge.status, VerifyReason.BURNED), meta)
+        return _failure(challenge, _REASON_FOR_STATUS.get(ChallengeStatus(challenge.status), VerifyReason.BURNED), meta)
     challenge.attempts += 1
     if challenge.attempts >= challenge.max_attempts:
         challenge.status, challenge.code_hash = ChallengeStatus.BURNED, ""
@@ -383,10 +395,15 @@ def _failure(
     challenge_id: uuid.UUID | None = None,
 ) -> VerificationResult:
     """Record the failed verification (and the burn it caused) and describe it."""
-    extra = {"challenge_id": challenge_id} if challenge is None else {}
+    extra: dict[str, Any] = {"challenge_id": challenge_id} if challenge is None else {}
     events = [
         audit.build_event(
-            AuditEventType.VERIFY_FAILED, AuditOutcome.FAILURE, challenge=challenge, reason=reason, meta=meta, **extra
+            AuditEventType.VERIFY_FAILED,
+            AuditOutcome.FAILURE,
+            challenge=challenge,
+            reason=reason,
+            meta=meta,
+            **extra,
         )
     ]
     remaining = 0

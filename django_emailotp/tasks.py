@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from typing import Any
 
 from django_emailotp.conf import app_settings
 from django_emailotp.exceptions import DeliveryError, DeliveryUnavailable, MissingDependency
@@ -40,7 +41,7 @@ def send_code_email(self, challenge_id: str) -> str:  # type: ignore[no-untyped-
 
 def enqueue_delivery(challenge_id: uuid.UUID) -> None:
     """Publish the send task; raise :class:`DeliveryUnavailable` quickly when the broker cannot be reached."""
-    options: dict[str, object] = {"retry": True, "retry_policy": app_settings.BROKER_RETRY_POLICY}
+    options: dict[str, Any] = {"retry": True, "retry_policy": app_settings.BROKER_RETRY_POLICY}
     if app_settings.CELERY_QUEUE:
         options["queue"] = app_settings.CELERY_QUEUE
     try:

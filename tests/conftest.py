@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 
 import pytest
 from django.core import mail
@@ -71,11 +70,6 @@ def user(db: None) -> object:
 @pytest.fixture
 def other_user(db: None) -> object:
     return UserFactory(username="bob", email="bob@example.com")
-
-
-@pytest.fixture
-def outbox(mailoutbox: list[mail.EmailMessage]) -> Iterator[list[mail.EmailMessage]]:
-    yield mailoutbox
 
 
 @pytest.fixture
