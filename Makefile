@@ -7,8 +7,10 @@ DEMO_HOST ?= 127.0.0.1:8000
 
 .PHONY: demo test services-test lint typecheck docs bench django6 clean
 
-# Django 6 needs Python 3.12+; pyenv's 3.13 is used when python3.13 is not on PATH.
-PYTHON_DJANGO6 ?= $(shell command -v python3.13 || ls /root/.pyenv/versions/3.13*/bin/python3 2>/dev/null | head -n 1)
+# Django 6 needs Python 3.12+: the first of these that runs (pyenv's shims may exist without being active).
+PYTHON_DJANGO6 ?= $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.13*/bin/python3 \
+	$$HOME/.pyenv/versions/3.12*/bin/python3; do "$$p" -c 'import sys; assert sys.version_info >= (3, 12)' \
+	2>/dev/null && { command -v "$$p"; break; }; done)
 VENV6 := .venv-django6
 
 $(BIN)/python:

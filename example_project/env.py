@@ -27,6 +27,18 @@ def database_from_url(url: str | None, default_sqlite: str) -> dict[str, Any]:
     raise ValueError(f"DATABASE_URL scheme {parts.scheme!r} is not supported (use postgres:// or sqlite://)")
 
 
+def mail_settings(backend: str, **options: Any) -> dict[str, Any]:
+    """Mail configuration for the running Django: ``MAILERS`` from 6.1 on, the ``EMAIL_*`` settings before.
+
+    ``options`` use the MAILERS spelling (host, port, timeout, ...); each maps to ``EMAIL_<NAME>`` on older Django.
+    """
+    import django
+
+    if django.VERSION >= (6, 1):
+        return {"MAILERS": {"default": {"BACKEND": backend, "OPTIONS": options}}}
+    return {"EMAIL_BACKEND": backend, **{f"EMAIL_{name.upper()}": value for name, value in options.items()}}
+
+
 def flag(name: str, default: bool = False) -> bool:
     value = os.environ.get(name)
     if value is None:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from example_project.env import database_from_url, flag
+from example_project.env import database_from_url, flag, mail_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ EMAIL_URL = os.environ.get("EMAIL_URL")
 ANYMAIL_ESP = os.environ.get("ANYMAIL_ESP")
 if ANYMAIL_ESP:
     INSTALLED_APPS.append("anymail")
-    EMAIL_BACKEND = f"anymail.backends.{ANYMAIL_ESP}.EmailBackend"
+    globals().update(mail_settings(f"anymail.backends.{ANYMAIL_ESP}.EmailBackend"))
     ANYMAIL = {
         key.removeprefix("ANYMAIL_"): value
         for key, value in os.environ.items()
@@ -89,12 +89,16 @@ if ANYMAIL_ESP:
     }
 elif EMAIL_URL:
     _email = urlsplit(EMAIL_URL)
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = _email.hostname or "127.0.0.1"
-    EMAIL_PORT = _email.port or 25
-    EMAIL_TIMEOUT = 10
+    globals().update(
+        mail_settings(
+            "django.core.mail.backends.smtp.EmailBackend",
+            host=_email.hostname or "127.0.0.1",
+            port=_email.port or 25,
+            timeout=10,
+        )
+    )
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    globals().update(mail_settings("django.core.mail.backends.console.EmailBackend"))
 
 DEFAULT_FROM_EMAIL = "Example <no-reply@example.com>"
 EMAIL_OTP_SITE_NAME = "Example"

@@ -3,9 +3,15 @@ otherwise. ``DATABASE_URL`` and ``REDIS_URL`` switch the same suite to PostgreSQ
 
 from __future__ import annotations
 
+import os
+
+from example_project.env import mail_settings
 from example_project.settings import *  # noqa: F403
 
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# The Celery worker that tests/worker.py starts sets EMAIL_OTP_TEST_REAL_EMAIL=1 and so keeps the example site's
+# real backend (SMTP from EMAIL_URL, or an anymail ESP from ANYMAIL_ESP); every test process keeps mail in memory.
+if not os.environ.get("EMAIL_OTP_TEST_REAL_EMAIL"):
+    globals().update(mail_settings("django.core.mail.backends.locmem.EmailBackend"))
 EMAIL_OTP_DELIVERY = "sync"
 EMAIL_OTP_SITE_URL = "https://example.com"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
