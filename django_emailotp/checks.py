@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.urls import NoReverseMatch, reverse
 
 from django_emailotp.conf import (
     DELIVERY_CELERY,
@@ -23,6 +25,9 @@ from django_emailotp.purposes import BUILTIN_PURPOSES, PURPOSE_NAME_RE
 MAX_CODE_TTL = 600
 MAX_MAX_ATTEMPTS = 10
 MAX_DELIVERY_RETRIES = 20
+MAX_STEP_UP_MAX_AGE = 12 * 60 * 60
+MIDDLEWARE_PATH = "django_emailotp.middleware.EmailOTPMiddleware"
+AUTH_MIDDLEWARE_PATH = "django.contrib.auth.middleware.AuthenticationMiddleware"
 
 # Every message and hint in one place: id -> (message, hint).
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -90,6 +95,31 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "E016": (
         "EMAIL_OTP_CELERY_QUEUE must be a queue name or None.",
         "Leave it unset to use Celery's default routing.",
+    ),
+    "E017": (
+        f"EMAIL_OTP_STEP_UP_MAX_AGE must be a whole number of seconds from 1 to {MAX_STEP_UP_MAX_AGE} (12 hours).",
+        "The default is 300 seconds; sensitive actions want a short window.",
+    ),
+    "E018": (
+        "EMAIL_OTP_STEP_UP_SLIDING and EMAIL_OTP_STEP_UP_REPLAY must be True or False.",
+        "Both are booleans.",
+    ),
+    "E019": (
+        'EMAIL_OTP_PROTECTED_URLS must be a list of URL names ("admin:*") or path regexes ("^/settings/").',
+        "Names may use * wildcards; regexes start with ^ and must compile; a leading ! exempts.",
+    ),
+    "E020": (
+        "EmailOTPMiddleware must come after AuthenticationMiddleware in MIDDLEWARE.",
+        "Move django_emailotp.middleware.EmailOTPMiddleware below "
+        "django.contrib.auth.middleware.AuthenticationMiddleware.",
+    ),
+    "W004": (
+        "EMAIL_OTP_PROTECTED_URLS is set but EmailOTPMiddleware is not in MIDDLEWARE, so nothing is protected.",
+        "Add django_emailotp.middleware.EmailOTPMiddleware after AuthenticationMiddleware.",
+    ),
+    "W005": (
+        "EmailOTPMiddleware is installed but the step-up pages are not in the URLconf.",
+        'Add path("otp/", include("django_emailotp.urls")) to your urlpatterns.',
     ),
     "W001": (
         "EMAIL_OTP_SITE_URL is not set.",
@@ -179,6 +209,43 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
     queue = app_settings.CELERY_QUEUE
     if queue is not None and (not isinstance(queue, str) or not queue):
         errors.append(_message("E016"))
+    errors.extend(_check_step_up())
+    return errors
+
+
+def _valid_patterns(patterns: Any) -> bool:
+    if not isinstance(patterns, list | tuple) or not all(isinstance(p, str) and p.lstrip("!") for p in patterns):
+        return False
+    try:
+        for pattern in patterns:
+            if pattern.lstrip("!").startswith("^"):
+                re.compile(pattern.lstrip("!"))
+    except re.error:
+        return False
+    return True
+
+
+def _check_step_up() -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    max_age = app_settings.STEP_UP_MAX_AGE
+    if not _is_int(max_age) or not 1 <= max_age <= MAX_STEP_UP_MAX_AGE:
+        errors.append(_message("E017"))
+    if not isinstance(app_settings.STEP_UP_SLIDING, bool) or not isinstance(app_settings.STEP_UP_REPLAY, bool):
+        errors.append(_message("E018"))
+    patterns = app_settings.PROTECTED_URLS
+    if not _valid_patterns(patterns):
+        errors.append(_message("E019"))
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE_PATH in middleware:
+        auth_index = middleware.index(AUTH_MIDDLEWARE_PATH) if AUTH_MIDDLEWARE_PATH in middleware else None
+        if auth_index is None or middleware.index(MIDDLEWARE_PATH) < auth_index:
+            errors.append(_message("E020"))
+        try:
+            reverse("emailotp:verify")
+        except NoReverseMatch:
+            errors.append(_message("W005", Warning))
+    elif patterns:
+        errors.append(_message("W004", Warning))
     return errors
 
 

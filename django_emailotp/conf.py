@@ -115,5 +115,26 @@ class AppSettings:
         """Reverse proxies in front of Django that append to X-Forwarded-For; 0 trusts only REMOTE_ADDR."""
         return _get("TRUSTED_PROXY_COUNT", 0)
 
+    @property
+    def STEP_UP_MAX_AGE(self) -> int:
+        """Seconds a step-up grant lasts (the default window of ``step_up_required``); at most 12 hours."""
+        return _get("STEP_UP_MAX_AGE", 300)
+
+    @property
+    def STEP_UP_SLIDING(self) -> bool:
+        """Renew a grant's window each time a protected view is used (off: the window runs from the code)."""
+        return _get("STEP_UP_SLIDING", False)
+
+    @property
+    def PROTECTED_URLS(self) -> list[str]:
+        """URL names (``"admin:*"``, ``"billing:invoice"``), or path regexes starting with ``^``, that need
+        step-up. A leading ``!`` exempts matching URLs again (``"!admin:logout"``)."""
+        return _get("PROTECTED_URLS", [])
+
+    @property
+    def STEP_UP_REPLAY(self) -> bool:
+        """Keep a POST that hit a protected view without a grant and re-submit it once after verification."""
+        return _get("STEP_UP_REPLAY", True)
+
 
 app_settings = AppSettings()

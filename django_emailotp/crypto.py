@@ -58,9 +58,14 @@ def code_matches(challenge_id: object, code: str, stored_hash: str) -> bool:
     return matched
 
 
-def binding_hash(credential: str) -> str:
+def binding_hash(credential: str, *, secret: str | None = None) -> str:
     """Keyed hash of a session key or API credential; also the audit trail's salted session hash."""
-    return salted_hmac(_BINDING_SALT, credential, algorithm="sha256").hexdigest()
+    return salted_hmac(_BINDING_SALT, credential, secret=secret, algorithm="sha256").hexdigest()
+
+
+def binding_hashes(credential: str) -> tuple[str, ...]:
+    """The credential's hash under SECRET_KEY, then under each of SECRET_KEY_FALLBACKS."""
+    return tuple(binding_hash(credential, secret=secret) for secret in _secrets())
 
 
 def email_pseudonym(email: str) -> str:

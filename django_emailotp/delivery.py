@@ -76,9 +76,13 @@ def build_message(challenge: Challenge, code: str) -> EmailMultiAlternatives:
     )
     message.attach_alternative(html, "text/html")
     if anymail_installed():
-        # anymail maps these onto each ESP's tags and metadata; webhooks bring the metadata back.
-        message.tags = [ANYMAIL_TAG, f"{ANYMAIL_TAG}:{challenge.purpose}"]  # type: ignore[attr-defined]
-        message.metadata = {"emailotp_challenge": str(challenge.pk)}  # type: ignore[attr-defined]
+        # anymail maps these onto each ESP's tags and metadata; webhooks bring the metadata back. One tag only:
+        # several ESPs (Postmark among them) take a single tag and anymail refuses to send a message with more.
+        message.tags = [ANYMAIL_TAG]  # type: ignore[attr-defined]
+        message.metadata = {  # type: ignore[attr-defined]
+            "emailotp_challenge": str(challenge.pk),
+            "emailotp_purpose": challenge.purpose,
+        }
     return message
 
 

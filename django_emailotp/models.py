@@ -125,6 +125,10 @@ class AuditEventType(models.TextChoices):
     VERIFY_SUCCEEDED = "verify_succeeded", _("code verified")
     VERIFY_FAILED = "verify_failed", _("code rejected")
     CHALLENGE_BURNED = "challenge_burned", _("code burned after too many attempts")
+    STEP_UP_REQUIRED = "step_up_required", _("step-up required")
+    STEP_UP_GRANTED = "step_up_granted", _("step-up granted")
+    STEP_UP_USED = "step_up_used", _("single-use step-up grant used")
+    STEP_UP_REVOKED = "step_up_revoked", _("step-up grants revoked")
 
 
 class AuditOutcome(models.TextChoices):
@@ -189,3 +193,36 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError("Audit events are append-only; they cannot be deleted.")
+
+
+class StepUpGrant(models.Model):
+    """Proof that a user confirmed a code for a purpose, in one session (or for one API credential).
+
+    Valid while not expired, consumed or revoked, only for the same binding, and only while the user's password
+    is unchanged (``auth_hash``). Grants are working state, not history: the audit trail keeps the history.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="emailotp_step_up_grants")
+    purpose = models.CharField(_("purpose"), max_length=64)
+    binding = models.CharField(max_length=64, editable=False)
+    # Keyed hash of user.get_session_auth_hash(): a password change invalidates every grant.
+    auth_hash = models.CharField(max_length=64, editable=False)
+    challenge_id = models.UUIDField(_("challenge"), null=True, blank=True)
+    verified_at = models.DateTimeField(_("window starts"))
+    expires_at = models.DateTimeField(_("expires"))
+    consumed_at = models.DateTimeField(_("consumed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("step-up grant")
+        verbose_name_plural = _("step-up grants")
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["user", "purpose", "binding"], name="emailotp_grant_lookup"),
+            models.Index(fields=["expires_at"], name="emailotp_grant_expiry"),
+        ]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["user", "purpose", "binding"], name="emailotp_one_grant_per_binding"),
+            models.CheckConstraint(condition=Q(expires_at__gt=F("verified_at")), name="emailotp_grant_expires_later"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} grant for user {self.user_id}"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django_emailotp.conf import app_settings
-from django_emailotp.crypto import binding_hash
+from django_emailotp.crypto import binding_hashes
 
 # A random nonce kept in the session. Binding to it, not to the session key, works with every session engine
 # (signed cookies change their key whenever the data changes) and survives login()'s key rotation, while
@@ -60,16 +60,20 @@ class RequestMeta:
     ip_address: str | None = None
     user_agent: str = ""
     binding: str = ""
+    # ``binding`` and its hashes under SECRET_KEY_FALLBACKS, so rotating the key does not orphan live challenges.
+    accepted_bindings: tuple[str, ...] = ("",)
 
     @classmethod
     def from_request(cls, request: Any | None, *, create_binding: bool = False) -> RequestMeta:
         if request is None:
             return EMPTY_META
         credential = _credential(request, create=create_binding)
+        bindings = binding_hashes(credential) if credential else ("",)
         return cls(
             ip_address=client_ip(request),
             user_agent=str(request.META.get("HTTP_USER_AGENT", ""))[:USER_AGENT_MAX_LENGTH],
-            binding=binding_hash(credential) if credential else "",
+            binding=bindings[0],
+            accepted_bindings=bindings,
         )
 
 

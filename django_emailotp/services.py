@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,10 +19,11 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
-from django_emailotp import audit, delivery, signals
+from django_emailotp import audit, delivery, purposes, signals
 from django_emailotp.conf import DELIVERY_SYNC, FALLBACK_SYNC, app_settings
-from django_emailotp.crypto import code_hash, code_matches, email_pseudonym, generate_code, normalize_code
+from django_emailotp.crypto import binding_hash, code_hash, code_matches, email_pseudonym, generate_code, normalize_code
 from django_emailotp.exceptions import DeliveryError, DeliveryUnavailable, NoEmailAddress, ResendCooldown
 from django_emailotp.models import (
     AuditEvent,
@@ -30,6 +32,7 @@ from django_emailotp.models import (
     Challenge,
     ChallengeStatus,
     DeliveryStatus,
+    StepUpGrant,
 )
 from django_emailotp.purposes import validate_purpose
 from django_emailotp.requestinfo import RequestMeta
@@ -85,8 +88,10 @@ def destination_for(user: AbstractBaseUser | None, email: str | None) -> str:
     return delivery.clean_address(email)
 
 
-def _live_challenge(user: AbstractBaseUser | None, email: str, purpose: str, binding: str) -> Challenge | None:
-    live = Challenge.objects.filter(status=ChallengeStatus.PENDING, purpose=purpose, binding=binding)
+def _live_challenge(
+    user: AbstractBaseUser | None, email: str, purpose: str, bindings: tuple[str, ...]
+) -> Challenge | None:
+    live = Challenge.objects.filter(status=ChallengeStatus.PENDING, purpose=purpose, binding__in=bindings)
     live = live.filter(user_id=user.pk) if user is not None else live.filter(user__isnull=True, email=email)
     return live.only("id", "created_at", "expires_at", "user_id", "email", "purpose").first()
 
@@ -117,18 +122,20 @@ def issue_challenge(
     # and sees the winner's challenge (and so, usually, the cooldown).
     for attempt in range(2):
         now = timezone.now()
-        live = _live_challenge(user, address, purpose, meta.binding)
+        live = _live_challenge(user, address, purpose, meta.accepted_bindings)
         if live is not None and live.expires_at > now:
             wait = app_settings.RESEND_COOLDOWN - (now - live.created_at).total_seconds()
             if wait > 0:
+                # Whole seconds until a resend is accepted: 60 right after issuing, not 61.
+                retry_after = math.ceil(wait)
                 audit.record(
                     AuditEventType.RESEND_THROTTLED,
                     AuditOutcome.FAILURE,
                     challenge=live,
                     meta=meta,
-                    data={"retry_after": int(wait) + 1},
+                    data={"retry_after": retry_after},
                 )
-                raise ResendCooldown(int(wait) + 1)
+                raise ResendCooldown(retry_after)
         try:
             with transaction.atomic():
                 if live is not None:
@@ -165,12 +172,35 @@ def issue_challenge(
     return challenge
 
 
+def live_challenge_for(request: Any, challenge_id: object, *, purpose: str) -> Challenge | None:
+    """The pending, unexpired challenge with this id if it belongs to the request's user, purpose and binding."""
+    pk = _as_uuid(challenge_id)
+    user = getattr(request, "user", None)
+    if pk is None or user is None or not user.is_authenticated:
+        return None
+    meta = RequestMeta.from_request(request)
+    return Challenge.objects.filter(
+        pk=pk,
+        user_id=user.pk,
+        purpose=purpose,
+        status=ChallengeStatus.PENDING,
+        expires_at__gt=timezone.now(),
+        binding__in=meta.accepted_bindings,
+    ).first()
+
+
+def resend_available_in(challenge: Challenge) -> int:
+    """Whole seconds until a new code may replace this one (0: now)."""
+    wait = app_settings.RESEND_COOLDOWN - (timezone.now() - challenge.created_at).total_seconds()
+    return max(0, math.ceil(wait))
+
+
 def resend_challenge(challenge_id: uuid.UUID | str, *, request: Any | None = None) -> Challenge:
     """Issue a fresh code for the same user, address, purpose and action; the old one is superseded."""
     meta = RequestMeta.from_request(request)
     pk = _as_uuid(challenge_id)
     old = Challenge.objects.select_related("user").filter(pk=pk).first() if pk is not None else None
-    if old is None or (old.binding and old.binding != meta.binding):
+    if old is None or (old.binding and old.binding not in meta.accepted_bindings):
         raise Challenge.DoesNotExist("No such challenge for this session.")
     return issue_challenge(
         user=old.user,
@@ -347,7 +377,7 @@ def _check(pk: uuid.UUID, code: str, meta: RequestMeta, purpose: str | None, act
     if (
         (purpose is not None and challenge.purpose != purpose)
         or (action is not None and challenge.action != action)
-        or (challenge.binding and challenge.binding != meta.binding)
+        or (challenge.binding and challenge.binding not in meta.accepted_bindings)
     ):
         return _failure(challenge, VerifyReason.WRONG_BINDING, meta)
     if challenge.status != ChallengeStatus.PENDING:
@@ -416,3 +446,150 @@ def _failure(
     # One INSERT for both rows keeps a burning guess as cheap as any other wrong guess.
     AuditEvent.objects.bulk_create(events)
     return VerificationResult(False, reason, challenge, remaining)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Step-up grants
+
+
+@dataclass(frozen=True)
+class StepUpRequirement:
+    """What a protected view asks for: a grant for ``purpose`` no older than ``max_age`` seconds (``None``: the
+    ``EMAIL_OTP_STEP_UP_MAX_AGE`` window), consumed by the one request it allows when ``single_use``."""
+
+    purpose: str = purposes.STEP_UP
+    max_age: int | None = None
+    single_use: bool = False
+
+    @property
+    def window(self) -> int:
+        return self.max_age if self.max_age is not None else app_settings.STEP_UP_MAX_AGE
+
+
+def _auth_hash(user: Any) -> str:
+    return binding_hash("auth:" + user.get_session_auth_hash())
+
+
+def grant_step_up(challenge: Challenge, *, request: Any | None = None) -> StepUpGrant:
+    """Record that the challenge's user confirmed ``challenge.purpose`` in this session (or for this credential).
+
+    A new grant replaces the previous one for the same user, purpose and binding.
+    """
+    meta = RequestMeta.from_request(request)
+    user = challenge.user
+    now = timezone.now()
+    with transaction.atomic():
+        grant, _created = StepUpGrant.objects.update_or_create(
+            user=user,
+            purpose=challenge.purpose,
+            binding=meta.binding,
+            defaults={
+                "auth_hash": _auth_hash(user),
+                "challenge_id": challenge.pk,
+                "verified_at": now,
+                "expires_at": now + timedelta(seconds=app_settings.STEP_UP_MAX_AGE),
+                "consumed_at": None,
+            },
+        )
+        audit.record(
+            AuditEventType.STEP_UP_GRANTED,
+            AuditOutcome.SUCCESS,
+            challenge=challenge,
+            meta=meta,
+            data={"expires_at": grant.expires_at.isoformat()},
+        )
+    signals.step_up_granted.send(sender=StepUpGrant, user=user, purpose=grant.purpose, grant=grant, request=request)
+    return grant
+
+
+def complete_step_up(challenge_id: uuid.UUID | str, code: object, *, request: Any, purpose: str) -> VerificationResult:
+    """Verify a step-up code and, when it is right, grant step-up for ``purpose`` to this session."""
+    result = verify_challenge(challenge_id, code, request=request, purpose=purpose)
+    if result.success and result.challenge is not None and result.challenge.user_id is not None:
+        grant_step_up(result.challenge, request=request)
+    return result
+
+
+def find_step_up_grant(request: Any, requirement: StepUpRequirement) -> StepUpGrant | None:
+    """The grant that satisfies ``requirement`` for this request's user and binding, or None.
+
+    A grant from another session, for another purpose, older than the window, consumed, expired, or made
+    before the user's password changed never counts.
+    """
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    meta = RequestMeta.from_request(request)
+    if not meta.binding:
+        return None
+    now = timezone.now()
+    grant = StepUpGrant.objects.filter(
+        user_id=user.pk,
+        purpose=requirement.purpose,
+        binding__in=meta.accepted_bindings,
+        consumed_at__isnull=True,
+        expires_at__gt=now,
+        verified_at__gt=now - timedelta(seconds=requirement.window),
+    ).first()
+    if grant is None or not constant_time_compare(grant.auth_hash, _auth_hash(user)):
+        return None
+    return grant
+
+
+def use_step_up_grant(request: Any, requirement: StepUpRequirement) -> bool:
+    """Whether the request may pass a view with ``requirement``; uses up a single-use grant, renews a sliding one.
+
+    Of concurrent requests holding the same single-use grant, exactly one passes.
+    """
+    grant = find_step_up_grant(request, requirement)
+    if grant is None:
+        return False
+    now = timezone.now()
+    if requirement.single_use:
+        if not StepUpGrant.objects.filter(pk=grant.pk, consumed_at__isnull=True).update(consumed_at=now):
+            return False
+        audit.record(
+            AuditEventType.STEP_UP_USED,
+            AuditOutcome.SUCCESS,
+            user_id=grant.user_id,
+            purpose=grant.purpose,
+            challenge_id=grant.challenge_id,
+            meta=RequestMeta.from_request(request),
+            data={"path": request.path[:500]},
+        )
+    elif app_settings.STEP_UP_SLIDING:
+        StepUpGrant.objects.filter(pk=grant.pk).update(
+            verified_at=now, expires_at=now + timedelta(seconds=app_settings.STEP_UP_MAX_AGE)
+        )
+    return True
+
+
+def record_step_up_required(request: Any, requirement: StepUpRequirement) -> None:
+    """Audit (and signal) that a request reached a protected view without a fresh grant."""
+    user = getattr(request, "user", None)
+    user_id = user.pk if user is not None and user.is_authenticated else None
+    audit.record(
+        AuditEventType.STEP_UP_REQUIRED,
+        AuditOutcome.INFO,
+        user_id=user_id,
+        purpose=requirement.purpose,
+        meta=RequestMeta.from_request(request),
+        data={"path": request.path[:500], "method": request.method, "max_age": requirement.window},
+    )
+    signals.step_up_required.send(
+        sender=StepUpGrant, user=user, purpose=requirement.purpose, path=request.path, request=request
+    )
+
+
+def revoke_step_up_grants(user: Any, *, request: Any | None = None) -> int:
+    """End the user's grants: those of this request's session when ``request`` is given, else all of them."""
+    grants = StepUpGrant.objects.filter(user_id=user.pk)
+    meta = RequestMeta.from_request(request)
+    if request is not None:
+        grants = grants.filter(binding__in=meta.accepted_bindings)
+    count, _ = grants.delete()
+    if count:
+        audit.record(
+            AuditEventType.STEP_UP_REVOKED, AuditOutcome.INFO, user_id=user.pk, meta=meta, data={"grants": count}
+        )
+    return count

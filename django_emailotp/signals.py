@@ -19,3 +19,7 @@ challenge_verified = Signal()
 challenge_failed = Signal()
 # challenge: Challenge, request: HttpRequest | None
 challenge_burned = Signal()
+# user, purpose: str, grant: StepUpGrant, request: HttpRequest | None
+step_up_granted = Signal()
+# user (may be anonymous), purpose: str, path: str, request: HttpRequest
+step_up_required = Signal()

@@ -41,6 +41,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_emailotp.middleware.EmailOTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -103,6 +104,9 @@ else:
 DEFAULT_FROM_EMAIL = "Example <no-reply@example.com>"
 EMAIL_OTP_SITE_NAME = "Example"
 EMAIL_OTP_SITE_URL = os.environ.get("EMAIL_OTP_SITE_URL", "http://127.0.0.1:8000")
+EMAIL_OTP_PURPOSES = {"danger_zone": "confirm a change in the danger zone"}
+# The whole admin needs a fresh step-up (its login page stays public; logging out needs none).
+EMAIL_OTP_PROTECTED_URLS = ["admin:*", "!admin:logout"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

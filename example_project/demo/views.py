@@ -12,6 +12,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from django_emailotp import services
+from django_emailotp.decorators import step_up_required
+from example_project.demo.models import ApiKey
 from django_emailotp.delivery import mask_address
 from django_emailotp.exceptions import EmailOTPError, ResendCooldown
 
@@ -63,3 +65,36 @@ def send_code(request: HttpRequest) -> HttpResponse:
         request.session[SESSION_KEY] = str(challenge.pk)
         messages.info(request, "Code sent. With the default settings it is printed in the terminal running the site.")
     return redirect("try-code")
+
+
+class RotateKeyForm(forms.Form):
+    reason = forms.CharField(label="Why are you rotating the key?", max_length=200)
+
+
+@login_required
+@step_up_required
+def security(request: HttpRequest) -> HttpResponse:
+    """Security settings: needs a step-up within EMAIL_OTP_STEP_UP_MAX_AGE."""
+    api_key, _ = ApiKey.objects.get_or_create(user=request.user)
+    return render(
+        request,
+        "demo/security.html",
+        {"api_key": api_key, "form": RotateKeyForm(), "step_up_expires_at": request.emailotp.expires_at},
+    )
+
+
+@login_required
+@require_POST
+@step_up_required(purpose="danger_zone", max_age=120, single_use=True)
+def rotate_key(request: HttpRequest) -> HttpResponse:
+    """Danger zone: a single-use confirmation for exactly this one POST (kept and replayed across the prompt)."""
+    form = RotateKeyForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a reason for rotating the key.")
+        return redirect("security")
+    api_key, _ = ApiKey.objects.get_or_create(user=request.user)
+    api_key.key = ApiKey._meta.get_field("key").get_default()
+    api_key.rotation_reason = form.cleaned_data["reason"]
+    api_key.save()
+    messages.success(request, f"API key rotated (reason: {api_key.rotation_reason}). New key: {api_key.hint}")
+    return redirect("security")

@@ -1,0 +1,72 @@
+"""Marking views that need step-up. The marks are enforced by ``EmailOTPMiddleware``, like Django's own
+``login_required`` marker is by ``LoginRequiredMiddleware``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar, overload
+
+from django_emailotp.purposes import STEP_UP
+from django_emailotp.services import StepUpRequirement
+
+REQUIREMENT_ATTR = "emailotp_step_up"
+EXEMPT_ATTR = "emailotp_step_up_exempt"
+
+ViewFunc = TypeVar("ViewFunc", bound=Callable[..., Any])
+
+
+@overload
+def step_up_required(view: ViewFunc) -> ViewFunc: ...
+@overload
+def step_up_required(
+    view: None = None, *, purpose: str = STEP_UP, max_age: int | None = None, single_use: bool = False
+) -> Callable[[ViewFunc], ViewFunc]: ...
+def step_up_required(
+    view: ViewFunc | None = None,
+    *,
+    purpose: str = STEP_UP,
+    max_age: int | None = None,
+    single_use: bool = False,
+) -> ViewFunc | Callable[[ViewFunc], ViewFunc]:
+    """Require a fresh step-up grant for ``purpose`` before the view runs.
+
+    Works bare (``@step_up_required``) and with arguments (``@step_up_required(max_age=60)``), on sync and async
+    views. ``max_age`` defaults to ``EMAIL_OTP_STEP_UP_MAX_AGE``; ``single_use`` grants allow exactly one request.
+    """
+    requirement = StepUpRequirement(purpose=purpose, max_age=max_age, single_use=single_use)
+
+    def mark(view_func: ViewFunc) -> ViewFunc:
+        setattr(view_func, REQUIREMENT_ATTR, requirement)
+        return view_func
+
+    return mark(view) if view is not None else mark
+
+
+def step_up_exempt(view: ViewFunc) -> ViewFunc:
+    """Opt a view out of ``EMAIL_OTP_PROTECTED_URLS``."""
+    setattr(view, EXEMPT_ATTR, True)
+    return view
+
+
+class StepUpRequiredMixin:
+    """Class-based view version of :func:`step_up_required`; options are class attributes."""
+
+    step_up_purpose: ClassVar[str] = STEP_UP
+    step_up_max_age: ClassVar[int | None] = None
+    step_up_single_use: ClassVar[bool] = False
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
+        view = super().as_view(**initkwargs)  # type: ignore[misc]
+        return step_up_required(
+            view, purpose=cls.step_up_purpose, max_age=cls.step_up_max_age, single_use=cls.step_up_single_use
+        )
+
+
+def requirement_of(view_func: Callable[..., Any]) -> StepUpRequirement | None:
+    """The requirement a view was marked with, or None."""
+    return getattr(view_func, REQUIREMENT_ATTR, None)
+
+
+def is_exempt(view_func: Callable[..., Any]) -> bool:
+    return bool(getattr(view_func, EXEMPT_ATTR, False))
