@@ -13,9 +13,9 @@ from django.views.decorators.http import require_POST
 
 from django_emailotp import services
 from django_emailotp.decorators import step_up_required
-from example_project.demo.models import ApiKey
 from django_emailotp.delivery import mask_address
 from django_emailotp.exceptions import EmailOTPError, ResendCooldown
+from example_project.demo.models import ApiKey
 
 SESSION_KEY = "demo_challenge_id"
 
