@@ -93,7 +93,7 @@ def _live_challenge(
 ) -> Challenge | None:
     live = Challenge.objects.filter(status=ChallengeStatus.PENDING, purpose=purpose, binding__in=bindings)
     live = live.filter(user_id=user.pk) if user is not None else live.filter(user__isnull=True, email=email)
-    return live.only("id", "created_at", "expires_at", "user_id", "email", "purpose").first()
+    return live.only("id", "created_at", "expires_at", "user_id", "email", "purpose", "delivery_status").first()
 
 
 def _retire(challenge: Challenge, status: ChallengeStatus) -> None:
@@ -123,7 +123,8 @@ def issue_challenge(
     for attempt in range(2):
         now = timezone.now()
         live = _live_challenge(user, address, purpose, meta.accepted_bindings)
-        if live is not None and live.expires_at > now:
+        # The cooldown protects inboxes; a code whose email is known to have failed never reached one.
+        if live is not None and live.expires_at > now and live.delivery_status != DeliveryStatus.FAILED:
             wait = app_settings.RESEND_COOLDOWN - (now - live.created_at).total_seconds()
             if wait > 0:
                 # Whole seconds until a resend is accepted: 60 right after issuing, not 61.
@@ -162,14 +163,17 @@ def issue_challenge(
                     meta=meta,
                     data={"superseded": str(live.pk)} if live is not None else None,
                 )
+                # After commit, in this order: receivers hear of the challenge even if its delivery then fails.
+                transaction.on_commit(
+                    partial(signals.challenge_issued.send, sender=Challenge, challenge=challenge, request=request)
+                )
                 transaction.on_commit(partial(dispatch_delivery, challenge.pk))
         except IntegrityError:
             if attempt:
                 raise
             continue
-        break
-    signals.challenge_issued.send(sender=Challenge, challenge=challenge, request=request)
-    return challenge
+        return challenge
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def live_challenge_for(request: Any, challenge_id: object, *, purpose: str) -> Challenge | None:
@@ -221,9 +225,10 @@ def dispatch_delivery(challenge_id: uuid.UUID) -> None:
 
     A broker that cannot be reached is recorded on the challenge and in the audit trail, then raised as
     :class:`DeliveryUnavailable`, unless ``EMAIL_OTP_DELIVERY_FALLBACK = "sync"`` sends in-process instead.
+    A failed in-process send raises :class:`DeliveryUnavailable` too, so the caller can tell the user.
     """
     if app_settings.DELIVERY == DELIVERY_SYNC:
-        deliver_challenge(challenge_id, final=True)
+        _send_now(challenge_id)
         return
     from django_emailotp.tasks import enqueue_delivery
 
@@ -243,11 +248,16 @@ def dispatch_delivery(challenge_id: uuid.UUID) -> None:
         if not fallback:
             Challenge.objects.filter(pk=challenge_id).update(delivery_status=DeliveryStatus.FAILED)
             raise
-        deliver_challenge(challenge_id, final=True)
+        _send_now(challenge_id)
         return
     Challenge.objects.filter(pk=challenge_id, delivery_status=DeliveryStatus.PENDING).update(
         delivery_status=DeliveryStatus.QUEUED
     )
+
+
+def _send_now(challenge_id: uuid.UUID) -> None:
+    if deliver_challenge(challenge_id, final=True) == DeliveryStatus.FAILED:
+        raise DeliveryUnavailable("The code email could not be sent.")
 
 
 def deliver_challenge(challenge_id: uuid.UUID | str, *, final: bool = True) -> DeliveryStatus:

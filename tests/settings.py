@@ -18,3 +18,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 EMAIL_OTP_DELIVERY_RETRY_BACKOFF = 0.05
 EMAIL_OTP_DELIVERY_RETRY_BACKOFF_MAX = 0.2
+# kombu waits forever on a Redis broker that accepts the connection but never answers (socket_timeout defaults to
+# None), which would hang the request that issues a code. Bounded, a stalled broker becomes DeliveryUnavailable;
+# tests/test_broker_unavailable.py holds this to a few seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 2, "socket_connect_timeout": 2}

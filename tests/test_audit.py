@@ -148,11 +148,17 @@ def test_burn_and_superseded_rows(user: Any, issue: Issue) -> None:
 
 @pytest.mark.usefixtures("refused_smtp")
 def test_a_failed_send_writes_its_row(user: Any, django_capture_on_commit_callbacks: Capture) -> None:
+    from django_emailotp.exceptions import DeliveryUnavailable
+    from django_emailotp.models import Challenge
     from django_emailotp.services import issue_challenge
 
-    with django_capture_on_commit_callbacks(execute=True):
-        challenge = issue_challenge(user=user, purpose="login")
-    challenge.refresh_from_db()
+    # In-process delivery tells the caller, so the page can say the code was not sent.
+    with (
+        pytest.raises(DeliveryUnavailable, match="could not be sent"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        issue_challenge(user=user, purpose="login")
+    challenge = Challenge.objects.get(user=user)
     assert challenge.delivery_status == DeliveryStatus.FAILED
     failed = AuditEvent.objects.get(event="delivery_failed")
     assert (failed.outcome, failed.reason, failed.challenge_id, failed.user) == (
@@ -162,6 +168,13 @@ def test_a_failed_send_writes_its_row(user: Any, django_capture_on_commit_callba
         user,
     )
     assert failed.data["error"].startswith("ConnectionRefusedError")
+
+    # No code reached the inbox, so the resend cooldown does not stand in the way of another try.
+    with pytest.raises(DeliveryUnavailable), django_capture_on_commit_callbacks(execute=True):
+        issue_challenge(user=user, purpose="login")
+    assert Challenge.objects.filter(user=user).count() == 2
+    challenge.refresh_from_db()
+    assert challenge.status == "superseded"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -306,10 +319,13 @@ def test_signals_for_failures_and_burn(user: Any, issue: Issue, received: list[A
 
 @pytest.mark.usefixtures("refused_smtp")
 def test_signal_for_a_failed_send(user: Any, django_capture_on_commit_callbacks: Capture, received: list[Any]) -> None:
+    from django_emailotp.exceptions import DeliveryUnavailable
+    from django_emailotp.models import Challenge
     from django_emailotp.services import issue_challenge
 
-    with django_capture_on_commit_callbacks(execute=True):
-        challenge = issue_challenge(user=user, purpose="login")
+    with pytest.raises(DeliveryUnavailable), django_capture_on_commit_callbacks(execute=True):
+        issue_challenge(user=user, purpose="login")
+    challenge = Challenge.objects.get(user=user)
     assert len(received) == 2
     assert {name: sorted(kwargs) for name, kwargs in received} == {
         "challenge_issued": ["challenge", "request"],
