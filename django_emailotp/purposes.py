@@ -39,6 +39,25 @@ def purpose_label(purpose: str) -> str:
         raise UnknownPurpose(f"Unknown purpose {purpose!r}; register it in EMAIL_OTP_PURPOSES.") from None
 
 
+# Built-in purposes with flows of their own; step-up serves "step_up" and the purposes a project registers.
+OTHER_FLOWS = frozenset({LOGIN, SIGN_IN, VERIFY_EMAIL})
+
+
+def is_step_up_purpose(purpose: object) -> bool:
+    """Whether ``purpose`` may be confirmed on the step-up pages and API (and granted as step-up)."""
+    return isinstance(purpose, str) and purpose not in OTHER_FLOWS and purpose in all_purposes()
+
+
+class _StepUpPurposes:
+    """A container of every step-up purpose, for ``verify_challenge(purpose=STEP_UP_PURPOSES)``."""
+
+    def __contains__(self, purpose: object) -> bool:
+        return is_step_up_purpose(purpose)
+
+
+STEP_UP_PURPOSES = _StepUpPurposes()
+
+
 def validate_purpose(purpose: str) -> str:
     purpose_label(purpose)
     return purpose

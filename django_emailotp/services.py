@@ -10,6 +10,7 @@ import enum
 import logging
 import math
 import uuid
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -345,15 +346,17 @@ def verify_challenge(
     code: object,
     *,
     request: Any | None = None,
-    purpose: str | None = None,
+    purpose: str | Container[str] | None = None,
     action: str | None = None,
+    user: Any | None = None,
 ) -> VerificationResult:
     """Check ``code`` against the challenge and consume it on success.
 
     Exactly one of any number of concurrent correct submissions succeeds, and concurrent wrong guesses never
     count beyond ``max_attempts`` (SECURITY.md rule 2): the row is locked for the check, and every update is
-    conditional on the challenge still being pending with attempts left. ``purpose`` and ``action``, when given,
-    must match what the challenge was issued for. A malformed code or a wrong binding costs no attempt.
+    conditional on the challenge still being pending with attempts left. ``purpose`` (a name, or a container of
+    names), ``action`` and ``user`` (the owner), when given, must match the challenge. A malformed code or a wrong
+    binding costs no attempt.
     """
     meta = RequestMeta.from_request(request)
     pk = _as_uuid(challenge_id)
@@ -364,7 +367,7 @@ def verify_challenge(
         result = _failure(None, VerifyReason.MALFORMED, meta, challenge_id=pk)
     else:
         with transaction.atomic():
-            result = _check(pk, normalized, meta, purpose, action)
+            result = _check(pk, normalized, meta, purpose, action, user)
     if result.success:
         signals.challenge_verified.send(sender=Challenge, challenge=result.challenge, request=request)
     else:
@@ -380,12 +383,20 @@ def verify_challenge(
     return result
 
 
-def _check(pk: uuid.UUID, code: str, meta: RequestMeta, purpose: str | None, action: str | None) -> VerificationResult:
+def _check(
+    pk: uuid.UUID,
+    code: str,
+    meta: RequestMeta,
+    purpose: str | Container[str] | None,
+    action: str | None,
+    user: Any | None,
+) -> VerificationResult:
     challenge = Challenge.objects.select_for_update().filter(pk=pk).first()
     if challenge is None:
         return _failure(None, VerifyReason.NOT_FOUND, meta, challenge_id=pk)
     if (
-        (purpose is not None and challenge.purpose != purpose)
+        (user is not None and challenge.user_id != user.pk)
+        or (purpose is not None and not _purpose_matches(challenge.purpose, purpose))
         or (action is not None and challenge.action != action)
         or (challenge.binding and challenge.binding not in meta.accepted_bindings)
     ):
@@ -425,6 +436,10 @@ def _check(pk: uuid.UUID, code: str, meta: RequestMeta, purpose: str | None, act
     if challenge.attempts >= challenge.max_attempts:
         challenge.status, challenge.code_hash = ChallengeStatus.BURNED, ""
     return _failure(challenge, VerifyReason.INVALID_CODE, meta)
+
+
+def _purpose_matches(actual: str, expected: str | Container[str]) -> bool:
+    return actual == expected if isinstance(expected, str) else actual in expected
 
 
 def _failure(
@@ -512,10 +527,20 @@ def grant_step_up(challenge: Challenge, *, request: Any | None = None) -> StepUp
     return grant
 
 
-def complete_step_up(challenge_id: uuid.UUID | str, code: object, *, request: Any, purpose: str) -> VerificationResult:
-    """Verify a step-up code and, when it is right, grant step-up for ``purpose`` to this session."""
-    result = verify_challenge(challenge_id, code, request=request, purpose=purpose)
-    if result.success and result.challenge is not None and result.challenge.user_id is not None:
+def complete_step_up(
+    challenge_id: uuid.UUID | str, code: object, *, request: Any, purpose: str | None = None
+) -> VerificationResult:
+    """Verify the request's user's step-up code and, when it is right, grant step-up to this session (or credential).
+
+    ``purpose`` None accepts any step-up purpose; codes for login, sign-in or email verification are refused here
+    (as a wrong binding, costing no attempt) because those flows have their own services.
+    """
+    user = request.user if request.user.is_authenticated else None
+    expected: str | Container[str] = purposes.STEP_UP_PURPOSES if purpose is None else purpose
+    if user is None or (purpose is not None and not purposes.is_step_up_purpose(purpose)):
+        expected = ""
+    result = verify_challenge(challenge_id, code, request=request, purpose=expected, user=user)
+    if result.success and result.challenge is not None:
         grant_step_up(result.challenge, request=request)
     return result
 

@@ -22,12 +22,12 @@ from django_emailotp.conf import app_settings
 from django_emailotp.delivery import mask_address
 from django_emailotp.exceptions import DeliveryUnavailable, NoEmailAddress, ResendCooldown
 from django_emailotp.forms import CodeForm
-from django_emailotp.purposes import BUILTIN_PURPOSES, STEP_UP, purpose_label
+from django_emailotp.models import ChallengeStatus
+from django_emailotp.purposes import STEP_UP, is_step_up_purpose, purpose_label
+from django_emailotp.services import VerifyReason
 
 # Per purpose: the live challenge id, the validated next URL, the replay token and a one-time notice.
 FLOW_SESSION_KEY = "_emailotp_flow"
-# Built-in purposes with flows of their own; the step-up pages serve "step_up" and project-registered purposes.
-OTHER_FLOWS = frozenset(BUILTIN_PURPOSES) - {STEP_UP}
 
 
 def safe_next(request: HttpRequest, url: object) -> str | None:
@@ -41,13 +41,7 @@ def safe_next(request: HttpRequest, url: object) -> str | None:
 
 
 def _step_up_purpose(value: object) -> str | None:
-    if not isinstance(value, str) or value in OTHER_FLOWS:
-        return None
-    try:
-        purpose_label(value)
-    except ValueError:
-        return None
-    return value
+    return value if isinstance(value, str) and is_step_up_purpose(value) else None
 
 
 def _flow(request: HttpRequest, purpose: str) -> dict[str, Any]:
@@ -102,8 +96,15 @@ class StepUpView(View):
         )
         if not result.success:
             assert result.reason is not None
-            form.add_error("code", texts.VERIFY_ERRORS[result.reason])
-            return self.render(request, purpose, flow, form, status=400, attempts_remaining=result.attempts_remaining)
+            reason = result.reason
+            challenge = result.challenge
+            if reason == VerifyReason.INVALID_CODE and challenge and challenge.status == ChallengeStatus.BURNED:
+                # The guess that burned the code: say it is gone, not "try again".
+                reason = VerifyReason.BURNED
+            form.add_error("code", texts.VERIFY_ERRORS[reason])
+            # Without a challenge in the result (a malformed code costs no attempt), count from the live one.
+            remaining = result.attempts_remaining if challenge is not None else None
+            return self.render(request, purpose, flow, form, status=400, attempts_remaining=remaining)
         finished = request.session[FLOW_SESSION_KEY].pop(purpose, {})
         _save(request)
         if finished.get("replay"):
