@@ -1,4 +1,4 @@
-"""Public signals, sent with ``sender=Challenge`` (``step_up_*``: ``sender=StepUpGrant``) and the keyword arguments listed.
+"""Public signals, sent with ``sender=Challenge`` (``step_up_*``: ``sender=StepUpGrant``) and the arguments listed.
 
 Receivers run in the caller's thread after the database work is done; an exception in a receiver propagates.
 """
