@@ -19,6 +19,7 @@ from django_emailotp import signals
 from django_emailotp.crypto import email_pseudonym
 from django_emailotp.models import AppendOnlyError, AuditEvent, Challenge, DeliveryStatus
 from django_emailotp.services import VerifyReason, verify_challenge
+from example_project.env import mail_settings
 from tests.test_issue import T0, Capture, Issue, end_request, issue_and_read, session_request, wrong_code
 
 IP = "203.0.113.7"
@@ -51,9 +52,7 @@ def refused_smtp() -> Iterator[None]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with override_settings(
-        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1", EMAIL_PORT=port
-    ):
+    with override_settings(**mail_settings("django.core.mail.backends.smtp.EmailBackend", host="127.0.0.1", port=port)):
         yield
 
 
