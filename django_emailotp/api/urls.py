@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from django_emailotp.api import views
+from django_emailotp.api.schema import SchemaView
+
+app_name = "emailotp-api"
+
+urlpatterns = [
+    path("challenges/", views.ChallengeCreateView.as_view(), name="challenge-create"),
+    # str, not uuid: a malformed id must answer like a wrong code, not with an HTML 404.
+    path("challenges/<str:challenge_id>/verify/", views.ChallengeVerifyView.as_view(), name="challenge-verify"),
+    path("challenges/<str:challenge_id>/resend/", views.ChallengeResendView.as_view(), name="challenge-resend"),
+    path("step-up/", views.StepUpStatusView.as_view(), name="step-up-status"),
+    path("step-up/backup-code/", views.BackupCodeStepUpView.as_view(), name="step-up-backup-code"),
+    path("backup-codes/", views.BackupCodesView.as_view(), name="backup-codes"),
+    path("schema/", SchemaView.as_view(), name="schema"),
+]
