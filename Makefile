@@ -18,9 +18,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The demo needs only the package itself: SQLite, in-process delivery, the console email backend.
+# The demo needs the package and its REST API extra (pure Python): SQLite, in-process delivery, console email.
 $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[api]"
 	@touch $@
 
 # Tests, linters and docs: every extra plus the dev dependency group (pip >= 25.1 reads dependency groups).
@@ -45,6 +45,12 @@ services-test: $(VENV)/.dev-installed
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/emailotp} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95
+
+# The real-browser test of the step-up flow: Debian's chromium at /usr/bin/chromium driven by Playwright against the
+# example site (screenshots of each step in build/screenshots/). Without chromium it skips, unless CI=true.
+.PHONY: browser
+browser: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest tests/browser -m browser
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
@@ -73,3 +79,11 @@ django6: $(VENV6)/.installed
 
 clean:
 	rm -rf $(VENV) $(VENV6) build .coverage .pytest_cache .mypy_cache .ruff_cache example.sqlite3
+
+# The committed OpenAPI schema of the REST API (tests/test_api_schema.py checks it is current).
+.PHONY: schema
+schema: $(VENV)/.dev-installed
+	$(BIN)/python manage.py shell -v 0 -c 'import json, pathlib; from django.test import Client; \
+		schema = Client().get("/api/otp/schema/?format=json").json(); \
+		pathlib.Path("docs/openapi.json").write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")'
+	@echo "docs/openapi.json regenerated"

@@ -18,8 +18,10 @@ from django_emailotp.conf import (
     DELIVERY_SYNC,
     FALLBACK_NONE,
     FALLBACK_SYNC,
+    LOGIN_POLICIES,
     app_settings,
 )
+from django_emailotp.limits import DEFAULT_RATES
 from django_emailotp.purposes import BUILTIN_PURPOSES, PURPOSE_NAME_RE
 
 MAX_CODE_TTL = 600
@@ -28,6 +30,25 @@ MAX_DELIVERY_RETRIES = 20
 MAX_STEP_UP_MAX_AGE = 12 * 60 * 60
 MIDDLEWARE_PATH = "django_emailotp.middleware.EmailOTPMiddleware"
 AUTH_MIDDLEWARE_PATH = "django.contrib.auth.middleware.AuthenticationMiddleware"
+CSRF_MIDDLEWARE_PATH = "django.middleware.csrf.CsrfViewMiddleware"
+MAX_LOCKOUT_DURATION = 7 * 24 * 60 * 60
+MAX_BACKUP_CODE_COUNT = 50
+MIN_BACKUP_CODE_LENGTH = 10  # 50 bits
+MAX_BACKUP_CODE_LENGTH = 32
+MIN_BACKUP_CODE_MEMORY_COST = 8192  # KiB
+MAX_TRUSTED_DEVICE_DAYS = 400
+COOKIE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# django-ratelimit's rate syntax, whole: its own pattern also accepts "5/H" (read as 5 per second) and "5/".
+RATE_RE = re.compile(r"^[1-9][0-9]*/([1-9][0-9]*)?[smhd]$")
+# Cache backends whose counters are not shared between processes, or not incremented atomically.
+UNSUITABLE_CACHES = frozenset(
+    {
+        "django.core.cache.backends.locmem.LocMemCache",
+        "django.core.cache.backends.dummy.DummyCache",
+        "django.core.cache.backends.filebased.FileBasedCache",
+        "django.core.cache.backends.db.DatabaseCache",
+    }
+)
 
 # Every message and hint in one place: id -> (message, hint).
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -113,6 +134,33 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Move django_emailotp.middleware.EmailOTPMiddleware below "
         "django.contrib.auth.middleware.AuthenticationMiddleware.",
     ),
+    "E021": (
+        "EmailOTPMiddleware must come after CsrfViewMiddleware in MIDDLEWARE.",
+        "A POST kept for re-submission after step-up must have passed the CSRF check first: put "
+        "django.middleware.csrf.CsrfViewMiddleware above django_emailotp.middleware.EmailOTPMiddleware.",
+    ),
+    "E022": (
+        "EMAIL_OTP_RATES must map limit names (" + ", ".join(DEFAULT_RATES) + ") to rates or None.",
+        'A rate is "<count>/<period>" with the period s, m, h or d and an optional multiplier: "5/h", "20/d", '
+        '"10/5m". None switches that limit off.',
+    ),
+    "E023": (
+        "EMAIL_OTP_LOCKOUT_THRESHOLD, EMAIL_OTP_LOCKOUT_DURATION and EMAIL_OTP_LOCKOUT_MAX_DURATION must be "
+        "whole numbers of at least 1, the maximum duration from EMAIL_OTP_LOCKOUT_DURATION to 7 days.",
+        "A lockout must always end, so the owner cannot be locked out for good; the defaults are 10 wrong codes, "
+        "900 seconds and 86400 seconds.",
+    ),
+    "E024": (
+        "The rate-limit cache (RATELIMIT_USE_CACHE) must exist in CACHES and be shared between processes with "
+        "atomic increments; LocMem, Dummy, FileBased and Database caches are not.",
+        "Use Redis (django.core.cache.backends.redis.RedisCache) or Memcached for the cache RATELIMIT_USE_CACHE "
+        'names (default "default"), or counters are per process, lost, or racy.',
+    ),
+    "W006": (
+        "The rate-limit cache (RATELIMIT_USE_CACHE) is not shared between processes or not atomic; "
+        "fine for runserver, not for production.",
+        "Use Redis (django.core.cache.backends.redis.RedisCache) or Memcached before turning DEBUG off.",
+    ),
     "W004": (
         "EMAIL_OTP_PROTECTED_URLS is set but EmailOTPMiddleware is not in MIDDLEWARE, so nothing is protected.",
         "Add django_emailotp.middleware.EmailOTPMiddleware after AuthenticationMiddleware.",
@@ -132,6 +180,55 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "W003": (
         "EMAIL_OTP_SITE_NAME is not set; emails use the host of EMAIL_OTP_SITE_URL.",
         "Set EMAIL_OTP_SITE_NAME to the name your users know.",
+    ),
+    "E025": (
+        "EMAIL_OTP_CHALLENGE_RETENTION (seconds) and EMAIL_OTP_AUDIT_PII_RETENTION_DAYS must be whole numbers, "
+        "0 or more; EMAIL_OTP_AUDIT_RETENTION_DAYS a whole number of at least 1.",
+        "The defaults are 86400 seconds, 90 days and 365 days (manage.py emailotp_purge applies them).",
+    ),
+    "E026": (
+        "EMAIL_OTP_AUDIT_PII_RETENTION_DAYS must not exceed EMAIL_OTP_AUDIT_RETENTION_DAYS.",
+        "IP addresses and user agents are removed before the audit row itself; the defaults are 90 and 365 days.",
+    ),
+    "E027": (
+        'EMAIL_OTP_LOGIN_POLICY must be "off", "optional", "required" or "required_staff".',
+        '"optional" lets each user turn the second factor on; "required_staff" asks staff and superusers only.',
+    ),
+    "E028": (
+        f"EMAIL_OTP_TRUSTED_DEVICE_DAYS must be a whole number of days from 0 to {MAX_TRUSTED_DEVICE_DAYS}.",
+        '0 (the default) turns "remember this browser" off; browsers keep a cookie at most 400 days.',
+    ),
+    "E029": (
+        "EMAIL_OTP_TRUSTED_DEVICE_COOKIE must be a cookie name (letters, digits, - and _) that no other cookie "
+        "(SESSION_COOKIE_NAME, CSRF_COOKIE_NAME, LANGUAGE_COOKIE_NAME) uses.",
+        'The default is "emailotp_trusted_device".',
+    ),
+    "E030": (
+        "EMAIL_OTP_ADAPTER must be the dotted path of a subclass of django_emailotp.adapter.EmailOTPAdapter.",
+        'Point it at your adapter class, e.g. "myproject.otp.Adapter", or leave it unset for the default.',
+    ),
+    "E031": (
+        "EMAIL_OTP_SIGN_IN_ENABLED and EMAIL_OTP_API_SIGN_IN_TOKEN must be True or False.",
+        "Both are booleans and default to False.",
+    ),
+    "E032": (
+        "EMAIL_OTP_API_SIGN_IN_TOKEN is True but rest_framework.authtoken is not in INSTALLED_APPS.",
+        'Add "rest_framework.authtoken" to INSTALLED_APPS (and migrate), or set EMAIL_OTP_API_SIGN_IN_TOKEN = False.',
+    ),
+    "E033": (
+        f"EMAIL_OTP_BACKUP_CODE_COUNT must be a whole number from 1 to {MAX_BACKUP_CODE_COUNT}.",
+        "The default is 10 codes per set.",
+    ),
+    "E034": (
+        f"EMAIL_OTP_BACKUP_CODE_LENGTH must be a whole number from {MIN_BACKUP_CODE_LENGTH} to "
+        f"{MAX_BACKUP_CODE_LENGTH} characters.",
+        "Each Crockford base32 character is 5 bits: the default of 10 characters is 50 bits, the least that is "
+        "safe for a long-lived secret.",
+    ),
+    "E035": (
+        "EMAIL_OTP_BACKUP_CODE_HASHER must be a dict of argon2id parameters: whole numbers time_cost (at least 1), "
+        f"memory_cost (KiB, at least {MIN_BACKUP_CODE_MEMORY_COST}) and parallelism (at least 1).",
+        'The default is OWASP\'s minimum for argon2id: {"time_cost": 2, "memory_cost": 19456, "parallelism": 1}.',
     ),
 }
 
@@ -265,4 +362,111 @@ def _check_site() -> list[CheckMessage]:
         errors.append(_message("W003", Warning))
     elif not isinstance(name, str):
         errors.append(_message("E009"))
+    return errors
+
+
+@register(Tags.security, Tags.caches)
+def check_abuse_controls(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """The CSRF check before kept POSTs; rate limits, lockouts and the cache their counters live in."""
+    errors: list[CheckMessage] = []
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    # Only once the middleware sits where E020 wants it, so one misplacement is reported once.
+    if MIDDLEWARE_PATH in middleware and AUTH_MIDDLEWARE_PATH in middleware:
+        position = middleware.index(MIDDLEWARE_PATH)
+        csrf = middleware.index(CSRF_MIDDLEWARE_PATH) if CSRF_MIDDLEWARE_PATH in middleware else None
+        if position > middleware.index(AUTH_MIDDLEWARE_PATH) and (csrf is None or position < csrf):
+            errors.append(_message("E021"))
+    rates = app_settings.RATES
+    if not isinstance(rates, dict) or not all(
+        name in DEFAULT_RATES and (rate is None or (isinstance(rate, str) and RATE_RE.match(rate)))
+        for name, rate in rates.items()
+    ):
+        errors.append(_message("E022"))
+    threshold = app_settings.LOCKOUT_THRESHOLD
+    duration, ceiling = app_settings.LOCKOUT_DURATION, app_settings.LOCKOUT_MAX_DURATION
+    if not (
+        all(_is_int(value) for value in (threshold, duration, ceiling))
+        and threshold >= 1
+        and 1 <= duration <= ceiling <= MAX_LOCKOUT_DURATION
+    ):
+        errors.append(_message("E023"))
+    cache = (getattr(settings, "CACHES", None) or {}).get(getattr(settings, "RATELIMIT_USE_CACHE", "default"))
+    if not isinstance(cache, dict):
+        errors.append(_message("E024"))
+    elif cache.get("BACKEND") in UNSUITABLE_CACHES:
+        errors.append(_message("W006", Warning) if settings.DEBUG else _message("E024"))
+    return errors
+
+
+@register(Tags.security)
+def check_retention(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """The retention periods ``services.purge`` applies."""
+    challenges = app_settings.CHALLENGE_RETENTION
+    audit_days, pii_days = app_settings.AUDIT_RETENTION_DAYS, app_settings.AUDIT_PII_RETENTION_DAYS
+    whole = all(_is_int(value) for value in (challenges, audit_days, pii_days))
+    if not (whole and challenges >= 0 and pii_days >= 0 and audit_days >= 1):
+        return [_message("E025")]
+    if pii_days > audit_days:
+        return [_message("E026")]
+    return []
+
+
+@register(Tags.security)
+def check_login(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """The second factor at login and "remember this browser"."""
+    errors: list[CheckMessage] = []
+    if app_settings.LOGIN_POLICY not in LOGIN_POLICIES:
+        errors.append(_message("E027"))
+    days = app_settings.TRUSTED_DEVICE_DAYS
+    if not _is_int(days) or not 0 <= days <= MAX_TRUSTED_DEVICE_DAYS:
+        errors.append(_message("E028"))
+    cookie = app_settings.TRUSTED_DEVICE_COOKIE
+    taken = {settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME, settings.LANGUAGE_COOKIE_NAME}
+    if not isinstance(cookie, str) or not COOKIE_NAME_RE.match(cookie) or cookie in taken:
+        errors.append(_message("E029"))
+    return errors
+
+
+@register(Tags.security)
+def check_sign_in(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """The adapter, passwordless sign-in and the API's sign-in token."""
+    from django.apps import apps
+    from django.utils.module_loading import import_string
+
+    from django_emailotp.adapter import EmailOTPAdapter
+
+    errors: list[CheckMessage] = []
+    path = app_settings.ADAPTER
+    try:
+        adapter = import_string(path) if isinstance(path, str) else None
+    except ImportError:
+        adapter = None
+    if not (isinstance(adapter, type) and issubclass(adapter, EmailOTPAdapter)):
+        errors.append(_message("E030"))
+    token = app_settings.API_SIGN_IN_TOKEN
+    if not isinstance(app_settings.SIGN_IN_ENABLED, bool) or not isinstance(token, bool):
+        errors.append(_message("E031"))
+    elif token and not apps.is_installed("rest_framework.authtoken"):
+        errors.append(_message("E032"))
+    return errors
+
+
+@register(Tags.security)
+def check_backup_codes(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """How many backup codes, how long, and what argon2id costs to hash them."""
+    errors: list[CheckMessage] = []
+    count = app_settings.BACKUP_CODE_COUNT
+    if not _is_int(count) or not 1 <= count <= MAX_BACKUP_CODE_COUNT:
+        errors.append(_message("E033"))
+    length = app_settings.BACKUP_CODE_LENGTH
+    if not _is_int(length) or not MIN_BACKUP_CODE_LENGTH <= length <= MAX_BACKUP_CODE_LENGTH:
+        errors.append(_message("E034"))
+    hasher = app_settings.BACKUP_CODE_HASHER
+    minimums = {"time_cost": 1, "memory_cost": MIN_BACKUP_CODE_MEMORY_COST, "parallelism": 1}
+    if not (
+        isinstance(hasher, dict)
+        and set(hasher) == set(minimums)
+        and all(_is_int(hasher[name]) and hasher[name] >= least for name, least in minimums.items())
+    ):
+        errors.append(_message("E035"))
     return errors

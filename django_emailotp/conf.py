@@ -14,6 +14,11 @@ DELIVERY_CELERY = "celery"
 DELIVERY_SYNC = "sync"
 FALLBACK_NONE = "none"
 FALLBACK_SYNC = "sync"
+LOGIN_POLICY_OFF = "off"
+LOGIN_POLICY_OPTIONAL = "optional"
+LOGIN_POLICY_REQUIRED = "required"
+LOGIN_POLICY_REQUIRED_STAFF = "required_staff"
+LOGIN_POLICIES = (LOGIN_POLICY_OFF, LOGIN_POLICY_OPTIONAL, LOGIN_POLICY_REQUIRED, LOGIN_POLICY_REQUIRED_STAFF)
 
 DEFAULT_BROKER_RETRY_POLICY: dict[str, float] = {
     "max_retries": 1,
@@ -135,6 +140,92 @@ class AppSettings:
     def STEP_UP_REPLAY(self) -> bool:
         """Keep a POST that hit a protected view without a grant and re-submit it once after verification."""
         return _get("STEP_UP_REPLAY", True)
+
+    @property
+    def RATES(self) -> dict[str, str | None]:
+        """Overrides of the rate limits in ``limits.DEFAULT_RATES`` ("5/h", "20/d", ...; None switches one off)."""
+        return _get("RATES", {})
+
+    @property
+    def LOCKOUT_THRESHOLD(self) -> int:
+        """Consecutive wrong codes (across codes and sessions) that lock a user's email-code path."""
+        return _get("LOCKOUT_THRESHOLD", 10)
+
+    @property
+    def LOCKOUT_DURATION(self) -> int:
+        """Seconds of the first lockout; each further one doubles it, up to ``LOCKOUT_MAX_DURATION``."""
+        return _get("LOCKOUT_DURATION", 900)
+
+    @property
+    def LOCKOUT_MAX_DURATION(self) -> int:
+        """Upper bound of one lockout in seconds (24 hours); lockouts are never permanent."""
+        return _get("LOCKOUT_MAX_DURATION", 86400)
+
+    @property
+    def NOTIFY_USERS(self) -> bool:
+        """Email users about security events (lockout, ...); never with a secret inside."""
+        return _get("NOTIFY_USERS", True)
+
+    @property
+    def CHALLENGE_RETENTION(self) -> int:
+        """Seconds a challenge row is kept after it expires; ``manage.py emailotp_purge`` then deletes it."""
+        return _get("CHALLENGE_RETENTION", 86400)
+
+    @property
+    def AUDIT_RETENTION_DAYS(self) -> int:
+        """Days an audit row is kept before the purge deletes it."""
+        return _get("AUDIT_RETENTION_DAYS", 365)
+
+    @property
+    def AUDIT_PII_RETENTION_DAYS(self) -> int:
+        """Days an audit row keeps its IP address and user agent (at most ``AUDIT_RETENTION_DAYS``)."""
+        return _get("AUDIT_PII_RETENTION_DAYS", 90)
+
+    @property
+    def BACKUP_CODE_COUNT(self) -> int:
+        """Backup codes per set."""
+        return _get("BACKUP_CODE_COUNT", 10)
+
+    @property
+    def BACKUP_CODE_LENGTH(self) -> int:
+        """Crockford base32 characters per backup code (5 bits each: 10 is 50 bits)."""
+        return _get("BACKUP_CODE_LENGTH", 10)
+
+    @property
+    def BACKUP_CODE_HASHER(self) -> dict[str, int]:
+        """argon2id parameters for backup codes (OWASP's minimum: 19 MiB, 2 passes, 1 lane)."""
+        return _get("BACKUP_CODE_HASHER", {"time_cost": 2, "memory_cost": 19456, "parallelism": 1})
+
+    @property
+    def LOGIN_POLICY(self) -> str:
+        """Who is asked for an email code after the password at ``django_emailotp.views.LoginView``: ``"off"``,
+        ``"optional"`` (users who turned it on), ``"required"`` (everyone) or ``"required_staff"``."""
+        return _get("LOGIN_POLICY", LOGIN_POLICY_OFF)
+
+    @property
+    def TRUSTED_DEVICE_DAYS(self) -> int:
+        """Days a browser the user chose to remember skips the second factor; 0 turns "remember" off."""
+        return _get("TRUSTED_DEVICE_DAYS", 0)
+
+    @property
+    def TRUSTED_DEVICE_COOKIE(self) -> str:
+        """Name of the signed cookie that marks a remembered browser."""
+        return _get("TRUSTED_DEVICE_COOKIE", "emailotp_trusted_device")
+
+    @property
+    def ADAPTER(self) -> str:
+        """Dotted path of the adapter class (user lookup, account creation, code destination)."""
+        return _get("ADAPTER", "django_emailotp.adapter.EmailOTPAdapter")
+
+    @property
+    def SIGN_IN_ENABLED(self) -> bool:
+        """Passwordless sign-in by code (HTML pages and ``purpose: "sign_in"`` in the API)."""
+        return _get("SIGN_IN_ENABLED", False)
+
+    @property
+    def API_SIGN_IN_TOKEN(self) -> bool:
+        """Answer a successful API sign-in with a DRF token too (needs ``rest_framework.authtoken``)."""
+        return _get("API_SIGN_IN_TOKEN", False)
 
 
 app_settings = AppSettings()

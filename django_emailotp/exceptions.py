@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
+
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 
 
@@ -40,6 +43,33 @@ class ResendCooldown(EmailOTPError, PermissionDenied):
         super().__init__(f"A new code can be sent in {retry_after} seconds.")
 
 
+class RateLimited(EmailOTPError, PermissionDenied):
+    """Too many requests; ``retry_after`` seconds until the window that refused it ends."""
+
+    def __init__(self, retry_after: int, limit: str) -> None:
+        self.retry_after = retry_after
+        self.limit = limit
+        super().__init__(f"Too many requests; try again in {retry_after} seconds.")
+
+
+class LockedOut(EmailOTPError, PermissionDenied):
+    """The user's email-code path is locked after too many wrong codes, until ``locked_until``."""
+
+    def __init__(self, locked_until: datetime) -> None:
+        self.locked_until = locked_until
+        super().__init__(f"Too many wrong codes; locked until {locked_until.isoformat()}.")
+
+    @property
+    def retry_after(self) -> int:
+        from django.utils import timezone
+
+        return max(1, math.ceil((self.locked_until - timezone.now()).total_seconds()))
+
+
+class LimiterUnavailable(EmailOTPError):
+    """The rate-limit store failed; requests are refused (fail closed) until it answers again."""
+
+
 class DeliveryUnavailable(EmailOTPError):
     """The code email could not be handed to the delivery pipeline (for example, the broker is down)."""
 
@@ -50,3 +80,7 @@ class DeliveryError(EmailOTPError):
     def __init__(self, message: str, *, transient: bool) -> None:
         self.transient = transient
         super().__init__(message)
+
+
+class SecondFactorNotOptional(EmailOTPError, PermissionDenied):
+    """Users may turn the second factor at login on or off only when ``EMAIL_OTP_LOGIN_POLICY = "optional"``."""

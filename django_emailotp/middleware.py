@@ -15,8 +15,9 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.deprecation import MiddlewareMixin
+from django.utils.translation import gettext_lazy as _
 
 from django_emailotp import replay, services
 from django_emailotp.conf import app_settings
@@ -26,6 +27,31 @@ from django_emailotp.purposes import STEP_UP
 from django_emailotp.services import StepUpRequirement
 
 APP_NAMESPACE = "emailotp"
+# An HTTP auth-scheme token (RFC 9110 token characters).
+AUTH_SCHEME_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,32}")
+SIGN_IN_FIRST = _("Sign in first.")
+STEP_UP_NEEDED = _("Confirm it is you with a code sent to your email address first.")
+# RFC 6750 limits error_description to printable ASCII without quotes or backslashes; kept untranslated.
+STEP_UP_NEEDED_HEADER = "A fresh email one-time code is required"
+
+
+def _is_drf_view(view_func: Callable[..., Any]) -> bool:
+    cls = getattr(view_func, "cls", None)
+    return cls is not None and any(base.__module__.startswith("rest_framework.") for base in cls.__mro__)
+
+
+def step_up_permission_of(view_func: Callable[..., Any]) -> StepUpRequirement | None:
+    """The requirement of a DRF view's ``StepUpRequired`` permission class, or None."""
+    if not _is_drf_view(view_func):
+        return None
+    from django_emailotp.api.permissions import StepUpRequired
+
+    initkwargs = getattr(view_func, "initkwargs", {})
+    permissions: Any = initkwargs.get("permission_classes", view_func.cls.permission_classes)  # type: ignore[attr-defined]
+    for permission in permissions:
+        if isinstance(permission, type) and issubclass(permission, StepUpRequired):
+            return StepUpRequirement(permission.purpose, permission.max_age, permission.single_use)
+    return None
 
 
 class StepUpState:
@@ -89,8 +115,13 @@ def requirement_for(request: HttpRequest, view_func: Callable[..., Any]) -> Step
     match = getattr(request, "resolver_match", None)
     if match is not None and APP_NAMESPACE in match.namespaces:
         return None
-    # Views Django marks as public (login_not_required: the admin's login page, for one) stay reachable.
-    if getattr(view_func, "login_required", True) is False:
+    # The REST API's own endpoints (wherever and under whatever namespace they are included): protecting them
+    # with a pattern such as r"^/api/" would ask for step-up on the very endpoint that grants it.
+    if getattr(getattr(view_func, "cls", None), "__module__", "").startswith("django_emailotp.api."):
+        return None
+    # Views Django marks as public (login_not_required: the admin's login page, for one) stay reachable. DRF marks
+    # every view so, because it authenticates inside the view: that says nothing about DRF views being public.
+    if getattr(view_func, "login_required", True) is False and not _is_drf_view(view_func):
         return None
     return StepUpRequirement() if matches_protected_urls(request, patterns) else None
 
@@ -100,6 +131,12 @@ def wants_json(request: HttpRequest) -> bool:
     if "HTTP_AUTHORIZATION" in request.META:
         return True
     return request.accepts("application/json") and not request.accepts("text/html")
+
+
+def is_navigation(request: HttpRequest) -> bool:
+    """A browser loading a page: GET, asking for HTML by name (fetch() and API clients send */* or JSON)."""
+    accept = request.META.get("HTTP_ACCEPT", "")
+    return request.method in ("GET", "HEAD") and "text/html" in accept and not wants_json(request)
 
 
 def step_up_url(purpose: str, next_url: str, replay_token: str | None = None) -> str:
@@ -117,32 +154,77 @@ class EmailOTPMiddleware(MiddlewareMixin):
         self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any
     ) -> HttpResponse | None:
         requirement = requirement_for(request, view_func)
+        # A browser navigating to a DRF view behind the StepUpRequired permission gets the HTML prompt too; the
+        # permission still decides (and uses up a single-use grant) when the view runs.
+        navigation = None
+        if requirement is None and is_navigation(request):
+            requirement = navigation = step_up_permission_of(view_func)
         if requirement is None:
             return None
-        if not request.user.is_authenticated:
+        subject: Any = request
+        if _is_drf_view(view_func):
+            # DRF authenticates inside the view (tokens, ...): look at the request the way the view will.
+            from django_emailotp.api.integration import as_drf_request
+
+            subject = as_drf_request(request, view_func)
+            if subject is None:
+                return None  # authentication failed: the view answers with its own 401/403
+        if not subject.user.is_authenticated:
+            if subject is not request and wants_json(request):
+                # Step-up implies a signed-in user, whatever the DRF view's own permission classes allow.
+                return JsonResponse({"error": "not_authenticated", "message": str(SIGN_IN_FIRST)}, status=401)
             return redirect_to_login(request.get_full_path())
-        if services.use_step_up_grant(request, requirement):
+        if navigation is not None and services.find_step_up_grant(subject, requirement) is not None:
             return None
-        services.record_step_up_required(request, requirement)
-        return step_up_response(request, requirement)
+        if navigation is None and services.use_step_up_grant(subject, requirement):
+            return None
+        services.record_step_up_required(subject, requirement)
+        return step_up_response(subject, requirement)
+
+
+def challenge_url(requirement: StepUpRequirement, next_url: str, *, api: bool) -> str:
+    """Where to start step-up: the API's challenge endpoint for API clients when it is installed, else the page."""
+    if api:
+        try:
+            return reverse("emailotp-api:challenge-create")
+        except NoReverseMatch:
+            pass
+    return step_up_url(requirement.purpose, next_url)
+
+
+def step_up_challenge(
+    request: HttpRequest, requirement: StepUpRequirement, *, api: bool
+) -> tuple[dict[str, Any], str | None]:
+    """The 401 body, and the RFC 9470 WWW-Authenticate value when the client sent a token-style credential."""
+    body = {
+        "error": "step_up_required",
+        "message": str(STEP_UP_NEEDED),
+        "purpose": requirement.purpose,
+        "max_age": requirement.window,
+        "challenge_url": challenge_url(requirement, request.get_full_path(), api=api),
+    }
+    scheme = request.META.get("HTTP_AUTHORIZATION", "").split(" ", 1)[0]
+    if not scheme or scheme.lower() == "basic":
+        return body, None
+    if not AUTH_SCHEME_RE.fullmatch(scheme):  # never echo arbitrary client text into a header
+        scheme = "Bearer"
+    header = (
+        f'{scheme} error="insufficient_user_authentication", '
+        f'error_description="{STEP_UP_NEEDED_HEADER}", max_age="{requirement.window}"'
+    )
+    return body, header
 
 
 def step_up_response(request: HttpRequest, requirement: StepUpRequirement) -> HttpResponse:
     """401 JSON for API clients; for browsers a redirect to the prompt, keeping a POST for replay."""
-    verify_url = step_up_url(requirement.purpose, request.get_full_path())
     if wants_json(request):
-        response = JsonResponse(
-            {
-                "error": "step_up_required",
-                "purpose": requirement.purpose,
-                "max_age": requirement.window,
-                "challenge_url": verify_url,
-            },
-            status=401,
-        )
+        body, header = step_up_challenge(request, requirement, api=True)
+        response = JsonResponse(body, status=401)
         response["Cache-Control"] = "no-store"
+        if header:
+            response["WWW-Authenticate"] = header
         return response
     if request.method == "POST":
         token = replay.save(request)
         return HttpResponseRedirect(step_up_url(requirement.purpose, request.path, token))
-    return HttpResponseRedirect(verify_url)
+    return HttpResponseRedirect(step_up_url(requirement.purpose, request.get_full_path()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -65,6 +66,8 @@ class Challenge(models.Model):
         _("delivery status"), max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
     )
     delivery_attempts = models.PositiveSmallIntegerField(_("delivery attempts"), default=0)
+    # False for a sign-in asked for an unknown address: the same rows and work, but no email goes out.
+    send_email = models.BooleanField(_("email wanted"), default=True)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
     esp_message_id = models.CharField(_("ESP message id"), max_length=255, blank=True, default="")
     ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
@@ -129,6 +132,23 @@ class AuditEventType(models.TextChoices):
     STEP_UP_GRANTED = "step_up_granted", _("step-up granted")
     STEP_UP_USED = "step_up_used", _("single-use step-up grant used")
     STEP_UP_REVOKED = "step_up_revoked", _("step-up grants revoked")
+    RATE_LIMITED = "rate_limited", _("request refused by a rate limit")
+    LOCKED_OUT = "locked_out", _("email-code path locked after wrong codes")
+    LOCKOUT_LIFTED = "lockout_lifted", _("lockout lifted")
+    DELIVERY_STATUS = "delivery_status", _("delivery status reported by the ESP")
+    NOTICE_SENT = "notice_sent", _("security notice emailed to the user")
+    BACKUP_CODES_GENERATED = "backup_codes_generated", _("backup codes generated")
+    BACKUP_CODE_USED = "backup_code_used", _("backup code used")
+    BACKUP_CODE_FAILED = "backup_code_failed", _("backup code rejected")
+    SECOND_FACTOR_REQUIRED = "second_factor_required", _("password accepted, second factor asked for")
+    LOGIN_COMPLETED = "login_completed", _("signed in after the second factor")
+    SECOND_FACTOR_CHANGED = "second_factor_changed", _("second factor turned on or off")
+    TRUSTED_DEVICE_ADDED = "trusted_device_added", _("browser remembered")
+    TRUSTED_DEVICE_REMOVED = "trusted_device_removed", _("remembered browser forgotten")
+    SIGN_IN_REQUESTED = "sign_in_requested", _("sign-in code requested")
+    SIGN_IN_COMPLETED = "sign_in_completed", _("signed in with a code")
+    EMAIL_VERIFIED = "email_verified", _("email address verified")
+    EMAIL_CHANGED = "email_changed", _("email address changed")
 
 
 class AuditOutcome(models.TextChoices):
@@ -147,6 +167,25 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
 
     def delete(self) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError("Audit events are append-only; they cannot be deleted.")
+
+    # Retention (services.purge) is the one sanctioned way rows change: narrowly named, on a plain QuerySet.
+
+    def _plain(self) -> models.QuerySet[AuditEvent]:
+        """The same rows through Django's own QuerySet, whose update and delete are not refused."""
+        return models.QuerySet(self.model, query=self.query.chain(), using=self._db)  # type: ignore[attr-defined]
+
+    def with_personal_data_before(self, cutoff: datetime) -> AuditEventQuerySet:
+        """Rows created before ``cutoff`` that still hold an IP address or a user agent."""
+        return self.filter(created_at__lt=cutoff).exclude(ip_address__isnull=True, user_agent="")
+
+    def strip_personal_data_before(self, cutoff: datetime) -> int:
+        """Retention: null the IP address and empty the user agent of rows created before ``cutoff``."""
+        return self.with_personal_data_before(cutoff)._plain().update(ip_address=None, user_agent="")
+
+    def purge_older_than(self, cutoff: datetime) -> int:
+        """Retention: delete the rows created before ``cutoff`` (nothing references them)."""
+        rows = self.filter(created_at__lt=cutoff)._plain()
+        return int(rows._raw_delete(rows.db))
 
 
 class AuditEvent(models.Model):
@@ -226,3 +265,132 @@ class StepUpGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} grant for user {self.user_id}"
+
+
+class Lockout(models.Model):
+    """A user's wrong-code count and, past ``EMAIL_OTP_LOCKOUT_THRESHOLD``, the lock on their email-code path.
+
+    One row per user, counted with conditional UPDATEs so concurrent failures lock exactly once. A lockout blocks
+    issuing and verifying email codes only, never login or the rest of the site, and always ends.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="emailotp_lockout", verbose_name=_("user")
+    )
+    consecutive_failures = models.PositiveIntegerField(_("wrong codes in a row"), default=0)
+    lock_count = models.PositiveIntegerField(_("times locked"), default=0)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True, db_index=True)
+    last_failure_at = models.DateTimeField(_("last wrong code"), null=True, blank=True)
+    unlocked_at = models.DateTimeField(_("lifted"), null=True, blank=True)
+    unlocked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("lifted by"),
+    )
+
+    class Meta:
+        verbose_name = _("lockout")
+        verbose_name_plural = _("lockouts")
+
+    def __str__(self) -> str:
+        return f"lockout of user {self.user_id}"
+
+    def is_active(self, now: datetime | None = None) -> bool:
+        return self.locked_until is not None and self.locked_until > (now or timezone.now())
+
+
+class BackupCode(models.Model):
+    """One single-use backup code: an argon2id hash and a short keyed lookup tag, never the code itself."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="emailotp_backup_codes", verbose_name=_("user")
+    )
+    lookup = models.CharField(max_length=8, editable=False)
+    code_hash = models.CharField(max_length=128, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("backup code")
+        verbose_name_plural = _("backup codes")
+        indexes: ClassVar[list[models.Index]] = [
+            models.Index(fields=["user", "lookup"], name="emailotp_backup_lookup"),
+        ]
+
+    def __str__(self) -> str:
+        return f"backup code of user {self.user_id}"
+
+
+class SecondFactor(models.Model):
+    """A user's own choice to be asked for an email code after the password (``EMAIL_OTP_LOGIN_POLICY``)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="emailotp_second_factor",
+        verbose_name=_("user"),
+    )
+    enabled = models.BooleanField(_("second factor on"), default=False)
+    changed_at = models.DateTimeField(_("changed"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("second factor setting")
+        verbose_name_plural = _("second factor settings")
+
+    def __str__(self) -> str:
+        return f"second factor of user {self.user_id}: {'on' if self.enabled else 'off'}"
+
+
+class TrustedDevice(models.Model):
+    """A browser the user chose to remember: the second factor is skipped there until it expires or is revoked.
+
+    The cookie holds a random token; only its keyed hash is stored. A password change revokes it (``auth_hash``).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="emailotp_trusted_devices",
+        verbose_name=_("user"),
+    )
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    auth_hash = models.CharField(max_length=64, editable=False)
+    label = models.CharField(_("device"), max_length=100, blank=True, default="")
+    ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    created_at = models.DateTimeField(_("remembered"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("remembered browser")
+        verbose_name_plural = _("remembered browsers")
+        ordering: ClassVar[list[str]] = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.label or 'browser'} of user {self.user_id}"
+
+
+class VerifiedEmail(models.Model):
+    """An address a user proved they control with a code (``email_verified`` signal tells the project)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="emailotp_verified_emails",
+        verbose_name=_("user"),
+    )
+    email = models.EmailField(_("address"))
+    verified_at = models.DateTimeField(_("verified"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("verified address")
+        verbose_name_plural = _("verified addresses")
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["user", "email"], name="emailotp_verified_email_once"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email

@@ -23,3 +23,13 @@ challenge_burned = Signal()
 step_up_granted = Signal()
 # user (may be anonymous), purpose: str, path: str, request: HttpRequest
 step_up_required = Signal()
+# user, locked_until: datetime, request: HttpRequest | None   (sender=Lockout)
+user_locked_out = Signal()
+# user, by: the staff user who lifted it or None (command), request: HttpRequest | None   (sender=Lockout)
+lockout_lifted = Signal()
+# challenge: Challenge (its delivery_status as now stored), status: DeliveryStatus (what the ESP reported),
+# event: str (anymail's event type: "delivered", "bounced", ...), esp_name: str ("Postmark", "Mailgun", ...)
+challenge_delivery_status = Signal()
+# user, email: str (the address now verified), previous_email: str | None (the replaced address when it was a
+# change, else None), request: HttpRequest | None   (sender=VerifiedEmail)
+email_verified = Signal()

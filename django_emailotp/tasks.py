@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from typing import Any
@@ -39,12 +40,42 @@ def send_code_email(self, challenge_id: str) -> str:  # type: ignore[no-untyped-
         raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries), max_retries=None) from exc
 
 
-def enqueue_delivery(challenge_id: uuid.UUID) -> None:
-    """Publish the send task; raise :class:`DeliveryUnavailable` quickly when the broker cannot be reached."""
+@shared_task(
+    bind=True, acks_late=True, ignore_result=True, name="emailotp.send_notice", max_retries=5, default_retry_delay=30
+)
+def send_notice_email(self, kind: str, user_id: object, context: dict[str, str | int], to: str | None = None) -> bool:  # type: ignore[no-untyped-def]
+    """Send a security notice (no secrets inside); retried a few times if the mail server fails."""
+    from django_emailotp import notices
+
+    if not notices.send_notice(kind, user_id, context, to=to):
+        raise self.retry(countdown=retry_countdown(self.request.retries))
+    return True
+
+
+def _publish(task: Any, args: tuple[Any, ...]) -> None:
+    """Publish with the short broker retry policy; raise :class:`DeliveryUnavailable` when the broker is down."""
     options: dict[str, Any] = {"retry": True, "retry_policy": app_settings.BROKER_RETRY_POLICY}
     if app_settings.CELERY_QUEUE:
         options["queue"] = app_settings.CELERY_QUEUE
     try:
-        send_code_email.apply_async((str(challenge_id),), **options)
+        task.apply_async(args, **options)
     except (OperationalError, OSError) as exc:
         raise DeliveryUnavailable(f"The message broker could not be reached: {exc}") from exc
+
+
+def enqueue_delivery(challenge_id: uuid.UUID) -> None:
+    """Publish the send task (only the challenge id travels); raise :class:`DeliveryUnavailable` quickly."""
+    _publish(send_code_email, (str(challenge_id),))
+
+
+def enqueue_notice(kind: str, user_id: object, context: dict[str, str | int], *, to: str | None = None) -> None:
+    """Publish a notice task (kind, user id, plain strings and an explicit recipient if any; never a secret)."""
+    _publish(send_notice_email, (kind, user_id, context, to))
+
+
+@shared_task(ignore_result=True, name="emailotp.purge")
+def purge_expired_records() -> dict[str, int | bool]:
+    """Apply the retention settings; schedule it with celery beat (see docs/operators.md). Safe to run any time."""
+    from django_emailotp import services
+
+    return dataclasses.asdict(services.purge())

@@ -11,6 +11,8 @@ code appears in the terminal). Environment variables switch it to real services:
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -46,6 +48,18 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# The REST API when the "api" extra is installed (make demo installs it).
+API_INSTALLED = importlib.util.find_spec("rest_framework") is not None
+if API_INSTALLED:
+    INSTALLED_APPS += ["rest_framework", "rest_framework.authtoken", "drf_spectacular"]
+    REST_FRAMEWORK = {
+        "DEFAULT_AUTHENTICATION_CLASSES": [
+            "rest_framework.authentication.SessionAuthentication",
+            "rest_framework.authentication.TokenAuthentication",
+        ],
+        "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    }
+
 ROOT_URLCONF = "example_project.urls"
 TEMPLATES = [
     {
@@ -66,17 +80,27 @@ WSGI_APPLICATION = "example_project.wsgi.application"
 DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL"), str(BASE_DIR / "example.sqlite3"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# django-ratelimit's own check (registered only when "django_ratelimit" is in INSTALLED_APPS) warns that Django's
+# RedisCache is "not officially supported". It is fine: its incr() is Redis INCR, atomic and shared, and
+# emailotp.E024 checks the rate-limit cache itself.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_CONNECTION_TIMEOUT = 2
+    # kombu's Redis transport waits forever on a broker that accepts but never answers: bound it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 2, "socket_connect_timeout": 2}
     CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
     CELERY_TASK_IGNORE_RESULT = True
     EMAIL_OTP_DELIVERY = os.environ.get("EMAIL_OTP_DELIVERY", "celery")
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     EMAIL_OTP_DELIVERY = os.environ.get("EMAIL_OTP_DELIVERY", "sync")
+    # The embedded default is one process (runserver, the test run), where LocMem's rate-limit counters are exact.
+    # emailotp.E024 / W006 say LocMem is no store for a deployment; with REDIS_URL set they stay on.
+    SILENCED_SYSTEM_CHECKS += ["emailotp.E024", "emailotp.W006"]
 
 EMAIL_URL = os.environ.get("EMAIL_URL")
 ANYMAIL_ESP = os.environ.get("ANYMAIL_ESP")
@@ -107,6 +131,18 @@ EMAIL_OTP_SITE_URL = os.environ.get("EMAIL_OTP_SITE_URL", "http://127.0.0.1:8000
 EMAIL_OTP_PURPOSES = {"danger_zone": "confirm a change in the danger zone"}
 # The whole admin needs a fresh step-up (its login page stays public; logging out needs none).
 EMAIL_OTP_PROTECTED_URLS = ["admin:*", "!admin:logout"]
+# Users turn the second factor on at /otp/second-factor/ (linked from Security settings); a browser they tick
+# "remember" on skips it for 30 days.
+EMAIL_OTP_LOGIN_POLICY = "optional"
+EMAIL_OTP_TRUSTED_DEVICE_DAYS = 30
+
+# Limits from the environment, so the load test (tests/load/) can run this site under gunicorn with small numbers.
+# EMAIL_OTP_RATES is JSON, e.g. {"send_per_user": "5/d", "send_per_ip": null}; EMAIL_OTP_LOCKOUT_THRESHOLD a whole
+# number. Unset, the library's defaults apply.
+if os.environ.get("EMAIL_OTP_RATES"):
+    EMAIL_OTP_RATES = json.loads(os.environ["EMAIL_OTP_RATES"])
+if os.environ.get("EMAIL_OTP_LOCKOUT_THRESHOLD"):
+    EMAIL_OTP_LOCKOUT_THRESHOLD = int(os.environ["EMAIL_OTP_LOCKOUT_THRESHOLD"])
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -62,6 +62,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(autouse=True)
+def _empty_rate_limit_counters() -> None:
+    """Rate-limit counters live in the cache; each test starts with none (Redis keeps them between runs)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def user(db: None) -> object:
     return UserFactory(username="alice", email="alice@example.com")

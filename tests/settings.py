@@ -22,3 +22,18 @@ EMAIL_OTP_DELIVERY_RETRY_BACKOFF_MAX = 0.2
 # None), which would hang the request that issues a code. Bounded, a stalled broker becomes DeliveryUnavailable;
 # tests/test_broker_unavailable.py holds this to a few seconds.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 2, "socket_connect_timeout": 2}
+
+# The cache gets its own Redis database, next to the broker's: tests empty the cache (rate-limit counters)
+# before each test, and flushing the broker's database would drop a running worker's queues.
+if REDIS_URL:  # noqa: F405
+    _base, _, _db = REDIS_URL.rpartition("/")  # noqa: F405
+    _cache_db = (int(_db) + 1) % 16 if _db.isdigit() else 1
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": f"{_base}/{_cache_db}"}}
+
+# Sign-in and email verification deliver on a background thread. An in-memory SQLite database shared between
+# threads ("cache=shared") refuses concurrent writers at once ("database table is locked") instead of waiting, so
+# the SQLite test database is a file, where a writer waits for the other's lock like in a real deployment.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    import tempfile as _tempfile
+
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(_tempfile.gettempdir()) / f"emailotp-test-{os.getpid()}.sqlite3")}  # noqa: F405

@@ -93,7 +93,9 @@ def test_the_engine_issues_and_verifies_without_celery() -> None:
         checks = {}
         for delivery in ("sync", "celery"):
             with override_settings(EMAIL_OTP_DELIVERY=delivery):
-                checks[delivery] = sorted(m.id for m in run_checks() if m.id.startswith("emailotp."))
+                checks[delivery] = sorted(
+                    m.id for m in run_checks() if m.id.startswith("emailotp.") and not m.is_silenced()
+                )
         with override_settings(EMAIL_OTP_DELIVERY="celery"):
             try:
                 issue_challenge(user=user, purpose="step_up")
