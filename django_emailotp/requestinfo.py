@@ -65,16 +65,27 @@ class RequestMeta:
 
     @classmethod
     def from_request(cls, request: Any | None, *, create_binding: bool = False) -> RequestMeta:
+        """The request's metadata, computed once per request object (the HMACs are not free).
+
+        Cached in the object's own ``__dict__``: DRF's Request would otherwise hand out the HttpRequest's entry,
+        computed before DRF authenticated a token.
+        """
         if request is None:
             return EMPTY_META
+        cached: RequestMeta | None = vars(request).get(_CACHE_ATTR)
+        if cached is not None and (cached.binding or not create_binding):
+            return cached
         credential = _credential(request, create=create_binding)
         bindings = binding_hashes(credential) if credential else ("",)
-        return cls(
+        meta = cls(
             ip_address=client_ip(request),
             user_agent=str(request.META.get("HTTP_USER_AGENT", ""))[:USER_AGENT_MAX_LENGTH],
             binding=bindings[0],
             accepted_bindings=bindings,
         )
+        vars(request)[_CACHE_ATTR] = meta
+        return meta
 
 
 EMPTY_META = RequestMeta()
+_CACHE_ATTR = "_emailotp_request_meta"

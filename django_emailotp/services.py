@@ -110,6 +110,8 @@ class VerificationResult:
     attempts_remaining: int = 0
     # Seconds until a locked-out or rate-limited caller may try again.
     retry_after: int | None = None
+    # The step-up grant a successful complete_step_up() made.
+    grant: StepUpGrant | None = None
 
     def __bool__(self) -> bool:
         return self.success
@@ -216,7 +218,11 @@ def issue_challenge(
                     binding=meta.binding,
                     ip_address=meta.ip_address,
                     user_agent=meta.user_agent,
-                    delivery_status=DeliveryStatus.PENDING,
+                    # Marked queued up front when Celery delivers (a failed publish marks it failed), which
+                    # saves issuing an UPDATE after commit.
+                    delivery_status=DeliveryStatus.QUEUED
+                    if app_settings.DELIVERY != DELIVERY_SYNC and send_email
+                    else DeliveryStatus.PENDING,
                     send_email=send_email,
                 )
                 audit.record(
@@ -371,10 +377,6 @@ def dispatch_delivery(challenge_id: uuid.UUID, *, in_background: bool = False) -
             Challenge.objects.filter(pk=challenge_id).update(delivery_status=DeliveryStatus.FAILED)
             raise
         _send_now(challenge_id)
-        return
-    Challenge.objects.filter(pk=challenge_id, delivery_status=DeliveryStatus.PENDING).update(
-        delivery_status=DeliveryStatus.QUEUED
-    )
 
 
 BACKGROUND_SENDS: list[threading.Thread] = []
@@ -613,7 +615,7 @@ def _check(
     challenge.attempts += 1
     if challenge.attempts >= challenge.max_attempts:
         challenge.status, challenge.code_hash = ChallengeStatus.BURNED, ""
-    locked_until = _count_wrong_code(challenge.user_id, now) if challenge.user_id is not None else None
+    locked_until = _count_wrong_code(challenge.user_id, now, lockout) if challenge.user_id is not None else None
     result = _failure(challenge, VerifyReason.INVALID_CODE, meta, locked_until=locked_until)
     return replace(result, retry_after=_seconds_until(locked_until, now)) if locked_until else result
 
@@ -707,17 +709,23 @@ def grant_step_up(
     assert purpose is not None
     now = timezone.now()
     with transaction.atomic():
-        grant, _created = StepUpGrant.objects.update_or_create(
-            user=user,
-            purpose=purpose,
-            binding=meta.binding,
-            defaults={
-                "auth_hash": _auth_hash(user),
-                "challenge_id": challenge.pk if challenge is not None else None,
-                "verified_at": now,
-                "expires_at": now + timedelta(seconds=app_settings.STEP_UP_MAX_AGE),
-                "consumed_at": None,
-            },
+        # One INSERT ... ON CONFLICT DO UPDATE: a new grant replaces the binding's previous one.
+        [grant] = StepUpGrant.objects.bulk_create(
+            [
+                StepUpGrant(
+                    user=user,
+                    purpose=purpose,
+                    binding=meta.binding,
+                    auth_hash=_auth_hash(user),
+                    challenge_id=challenge.pk if challenge is not None else None,
+                    verified_at=now,
+                    expires_at=now + timedelta(seconds=app_settings.STEP_UP_MAX_AGE),
+                    consumed_at=None,
+                )
+            ],
+            update_conflicts=True,
+            unique_fields=["user", "purpose", "binding"],
+            update_fields=["auth_hash", "challenge_id", "verified_at", "expires_at", "consumed_at"],
         )
         audit.record(
             AuditEventType.STEP_UP_GRANTED,
@@ -745,7 +753,7 @@ def complete_step_up(
         expected = ""
     result = verify_challenge(challenge_id, code, request=request, purpose=expected, user=user)
     if result.success and result.challenge is not None:
-        grant_step_up(result.challenge, request=request)
+        return replace(result, grant=grant_step_up(result.challenge, request=request))
     return result
 
 
@@ -857,13 +865,21 @@ def lockout_duration(lock_count: int) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _count_wrong_code(user_id: Any, now: datetime) -> datetime | None:
+def _count_wrong_code(user_id: Any, now: datetime, known: Lockout | None) -> datetime | None:
     """Count a wrong code for the user; return when the lock ends if this one reached the threshold.
 
-    The common case is one conditional UPDATE; only the locking wrong code (or a user's first) reads the row,
-    under a row lock, so concurrent failures lock exactly once.
+    ``known`` is the user's row as read with the challenge (None: there was none). The common case is one
+    statement: an INSERT for a user's first wrong code, else a conditional UPDATE. Only the locking wrong code
+    reads the row again, under a row lock, so concurrent failures lock exactly once.
     """
     threshold = app_settings.LOCKOUT_THRESHOLD
+    if known is None and threshold > 1:
+        try:
+            with transaction.atomic():
+                Lockout.objects.create(user_id=user_id, consecutive_failures=1, last_failure_at=now)
+            return None
+        except IntegrityError:
+            pass  # another request created it a moment ago: count on that row
     counted = Lockout.objects.filter(user_id=user_id, consecutive_failures__lt=threshold - 1).update(
         consecutive_failures=F("consecutive_failures") + 1, last_failure_at=now
     )

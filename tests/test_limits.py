@@ -131,9 +131,8 @@ def test_per_user_limit_answers_exactly_like_an_accepted_send_without_mail(
     assert "We sent a code to a***@example.com. It expires in 5 minutes." in accepted_notice
     # A real challenge, so the page shows the code box as after any send, but no email was sent for it.
     assert (Challenge.objects.count(), len(mail.outbox)) == (6, 5)
-    refused_row = Challenge.objects.order_by("-created_at").first()
-    assert refused_row is not None
-    assert (refused_row.send_email, refused_row.delivery_status, refused_row.code_hash) == (False, "skipped", "")
+    refused_row = Challenge.objects.get(send_email=False)
+    assert (refused_row.delivery_status, refused_row.code_hash) == ("skipped", "")
     assert 'autocomplete="one-time-code"' in alice.get(refused["Location"]).content.decode()
     [event] = limited()
     assert (event.reason, event.user_id, event.purpose) == ("send_per_user", user.pk, "step_up")
@@ -370,3 +369,29 @@ def test_a_dead_cache_fails_closed_with_a_logged_error(
     failures = [r for r in caplog.records if "rate-limit cache failed" in r.getMessage()]
     assert len(failures) == 4
     assert all(r.levelno == logging.ERROR for r in failures)
+
+
+def test_a_success_gives_its_count_back(user: Any, django_capture_on_commit_callbacks: Any) -> None:
+    """Failures are counted before the code is checked (so concurrent guesses cannot overshoot); a success, and a
+    refusal, hand the count back, so the per-IP limit counts failed verifications only."""
+    request = RequestFactory().post("/", REMOTE_ADDR="198.51.100.7")
+    ip = limits.subject_of("198.51.100.7")
+    with django_capture_on_commit_callbacks(execute=True):
+        challenge = issue_challenge(user=user, purpose="step_up")
+    code = mail.outbox[0].body.split("\n    ")[1].split()[0]
+    assert verify_challenge(challenge.pk, WRONG_CODE, request=request).reason == VerifyReason.INVALID_CODE
+    after_failure = limits.peek(limits.VERIFY_FAILURES_PER_IP, ip)
+    assert after_failure is not None
+    assert after_failure.count == 1
+    assert verify_challenge(challenge.pk, code, request=request).success
+    after_success = limits.peek(limits.VERIFY_FAILURES_PER_IP, ip)
+    assert after_success is not None
+    assert after_success.count == 1
+
+
+def test_giving_back_on_a_dead_cache_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="django_emailotp")
+    with override_settings(CACHES=DEAD_CACHE):
+        limits.give_back(limits.VERIFY_FAILURES_PER_IP, "198.51.100.7")
+    [record] = [r for r in caplog.records if "giving back" in r.getMessage()]
+    assert record.levelno == logging.ERROR

@@ -402,7 +402,7 @@ class ChallengeVerifyView(EmailOTPAPIView):
         if not result.success:
             return verification_failure(result, app_settings.MAX_ATTEMPTS)
         assert result.challenge is not None
-        grant = services.find_step_up_grant(request, StepUpRequirement(purpose=result.challenge.purpose))
+        grant = result.grant
         body = {
             "verified": True,
             "purpose": result.challenge.purpose,
