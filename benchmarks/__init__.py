@@ -1,5 +1,6 @@
-"""``make bench``: how fast issue and verify are, and how many SQL statements they make, beside two floors.
+"""``make bench``: how fast issue and verify are, and how many SQL statements they make, beside floors.
 
-``python -m benchmarks`` runs :mod:`benchmarks.backend` once per database in a child process (Django is configured
-once per process) and prints one table. See docs/performance.md.
+``python -m benchmarks`` runs, once per database in a child process (Django is configured once per process),
+:mod:`benchmarks.backend` (the engine: services called directly) and :mod:`benchmarks.http_level` (the REST API
+through Django's whole request stack), and prints both tables. See docs/performance.md.
 """

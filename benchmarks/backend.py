@@ -66,8 +66,10 @@ def database_settings(backend: str, url: str | None, workdir: Path) -> dict[str,
     }
 
 
-def setup_django(database: dict[str, Any]) -> Any:
-    settings.configure(**bench_settings(database))
+def setup_django(
+    database: dict[str, Any], make_settings: Callable[[dict[str, Any]], dict[str, Any]] = bench_settings
+) -> Any:
+    settings.configure(**make_settings(database))
     django.setup()
     from celery import Celery
 
