@@ -162,11 +162,6 @@ class ReadOnlyAdmin(EmailOTPAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
