@@ -230,6 +230,39 @@ MESSAGES: dict[str, tuple[str, str]] = {
         f"memory_cost (KiB, at least {MIN_BACKUP_CODE_MEMORY_COST}) and parallelism (at least 1).",
         'The default is OWASP\'s minimum for argon2id: {"time_cost": 2, "memory_cost": 19456, "parallelism": 1}.',
     ),
+    "E036": (
+        "EMAIL_OTP_NOTIFY_USERS must be True or False.",
+        "It is a boolean and defaults to True: users are emailed (never with a code inside) about lockouts, "
+        "backup codes, second-factor changes, email changes and codes that succeed after several wrong ones.",
+    ),
+    "E037": (
+        "EMAIL_OTP_NOTIFY_AFTER_FAILURES must be a whole number of at least 1.",
+        "The default is 3: a right code that follows 3 or more wrong codes in a row emails the user a notice. "
+        "To send no notices at all, set EMAIL_OTP_NOTIFY_USERS = False.",
+    ),
+    # Deploy checks (manage.py check --deploy): Django's own settings that one-time codes lean on.
+    "W007": (
+        "SESSION_COOKIE_SECURE is False, so the session cookie is also sent over plain HTTP.",
+        "Set SESSION_COOKIE_SECURE = True. A code is bound to the session that asked for it and step-up grants "
+        "belong to a session: whoever reads the cookie off an unencrypted connection gets both.",
+    ),
+    "W008": (
+        "CSRF_COOKIE_SECURE is False, so the CSRF cookie is also sent over plain HTTP.",
+        "Set CSRF_COOKIE_SECURE = True. Sending and checking codes are CSRF-protected POSTs; a CSRF token read off "
+        "plain HTTP lets another site send them in the user's name.",
+    ),
+    "W009": (
+        'SESSION_COOKIE_SAMESITE is None (or "None"), so browsers send the session cookie on cross-site requests.',
+        'Set SESSION_COOKIE_SAMESITE = "Lax" (Django\'s default) or "Strict". A cross-site session cookie lets '
+        "another site's requests ride on a session that holds a code binding or a fresh step-up grant, with CSRF "
+        "protection as the only defence left.",
+    ),
+    "W010": (
+        "SECURE_HSTS_SECONDS is not set, so browsers may still reach the site over plain HTTP.",
+        "Serve the site over HTTPS and set SECURE_HSTS_SECONDS (try 3600, then 31536000). Without HSTS a first "
+        "request over HTTP can be intercepted, and with it the session that carries code bindings and step-up "
+        "grants.",
+    ),
 }
 
 
@@ -469,4 +502,35 @@ def check_backup_codes(app_configs: Sequence[AppConfig] | None = None, **kwargs:
         and all(_is_int(hasher[name]) and hasher[name] >= least for name, least in minimums.items())
     ):
         errors.append(_message("E035"))
+    return errors
+
+
+@register(Tags.security)
+def check_notices(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Security notices emailed to users (notices.py)."""
+    errors: list[CheckMessage] = []
+    if not isinstance(app_settings.NOTIFY_USERS, bool):
+        errors.append(_message("E036"))
+    after = app_settings.NOTIFY_AFTER_FAILURES
+    if not _is_int(after) or after < 1:
+        errors.append(_message("E037"))
+    return errors
+
+
+@register(Tags.security, deploy=True)
+def check_django_security(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Django's cookie and HSTS settings (SECURITY.md rule 16), with why each matters for one-time codes.
+
+    Deploy checks, like Django's own: they run under ``manage.py check --deploy``, not on every ``runserver``.
+    """
+    errors: list[CheckMessage] = []
+    if not settings.SESSION_COOKIE_SECURE:
+        errors.append(_message("W007", Warning))
+    if not settings.CSRF_COOKIE_SECURE:
+        errors.append(_message("W008", Warning))
+    samesite = settings.SESSION_COOKIE_SAMESITE
+    if samesite is None or str(samesite).lower() == "none":
+        errors.append(_message("W009", Warning))
+    if not settings.SECURE_HSTS_SECONDS:  # Django's default, 0, is "not set"
+        errors.append(_message("W010", Warning))
     return errors

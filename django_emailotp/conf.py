@@ -167,6 +167,11 @@ class AppSettings:
         return _get("NOTIFY_USERS", True)
 
     @property
+    def NOTIFY_AFTER_FAILURES(self) -> int:
+        """Wrong codes in a row before a right one that make the right one email the user a notice."""
+        return _get("NOTIFY_AFTER_FAILURES", 3)
+
+    @property
     def CHALLENGE_RETENTION(self) -> int:
         """Seconds a challenge row is kept after it expires; ``manage.py emailotp_purge`` then deletes it."""
         return _get("CHALLENGE_RETENTION", 86400)

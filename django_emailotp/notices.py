@@ -33,9 +33,11 @@ SECOND_FACTOR_ENABLED = "second_factor_enabled"
 SECOND_FACTOR_DISABLED = "second_factor_disabled"
 # Sent to the address that was replaced (notify(..., to=old_address)), never to the new one.
 EMAIL_CHANGED = "email_changed"
+# A right code after at least EMAIL_OTP_NOTIFY_AFTER_FAILURES wrong ones in a row.
+SUCCESS_AFTER_FAILURES = "success_after_failures"
 KINDS = frozenset(
     {LOCKED_OUT, BACKUP_CODE_USED, BACKUP_CODES_REGENERATED, SECOND_FACTOR_ENABLED, SECOND_FACTOR_DISABLED}
-    | {EMAIL_CHANGED}
+    | {EMAIL_CHANGED, SUCCESS_AFTER_FAILURES}
 )
 TEMPLATE_DIR = "django_emailotp/email/notices"
 

@@ -1,8 +1,8 @@
 """Retention: ``services.purge`` (``manage.py emailotp_purge``, the ``emailotp.purge`` task) at the exact boundaries.
 
 Defaults (SECURITY.md): a challenge row is deleted more than 24 h after it expires, a pending one past expiry loses
-its code hash at once, expired step-up grants go, audit rows lose IP address and user agent after 90 days and are
-deleted after 365. Every run reports exact counts, and a second run changes nothing more.
+its code hash at once, expired step-up grants and remembered browsers go, audit rows lose IP address and user agent
+after 90 days and are deleted after 365. Every run reports exact counts, and a second run changes nothing more.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.test import override_settings
 
-from django_emailotp.models import AuditEvent, Challenge, StepUpGrant
+from django_emailotp.models import AuditEvent, Challenge, StepUpGrant, TrustedDevice
 from django_emailotp.services import PurgeReport, purge, verify_challenge
 from django_emailotp.tasks import purge_expired_records
 from tests.test_issue import T0, Capture, Issue, end_request, issue_and_read, session_request
@@ -242,10 +242,11 @@ def test_the_command_prints_the_report_and_a_second_run_purges_nothing() -> None
         "  {:>8}  pending challenges expired (code hash wiped)",
         "  {:>8}  challenges deleted",
         "  {:>8}  expired step-up grants deleted",
+        "  {:>8}  expired remembered browsers deleted",
         "  {:>8}  audit events stripped of IP address and user agent",
         "  {:>8}  audit events deleted",
     ]
-    counts = [1, 2, 1, 1, 3]
+    counts = [1, 2, 1, 0, 1, 3]
     dry = run("--dry-run")
     assert dry == "\n".join(["Would purge:", *(line.format(n) for line, n in zip(lines, counts, strict=True))]) + "\n"
     assert run() == dry.replace("Would purge:", "Purged:")
@@ -265,3 +266,51 @@ def test_the_celery_task_purges_and_returns_the_report() -> None:
     assert Challenge.objects.count() == 1
     assert StepUpGrant.objects.count() == 1
     assert AuditEvent.objects.count() == 4
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Remembered browsers
+
+
+def remembered(owner: Any, name: str, expires_at: Any) -> TrustedDevice:
+    return TrustedDevice.objects.create(
+        user=owner,
+        token_hash=f"token-{name}",
+        auth_hash="auth",
+        label="Firefox on Linux",
+        created_at=expires_at - 30 * DAY,
+        expires_at=expires_at,
+    )
+
+
+def test_expired_remembered_browsers_are_deleted_at_their_expiry(user: Any, other_user: Any) -> None:
+    # A remembered browser skips the second factor only while expires_at > now, so at expires_at it is dead weight.
+    short = remembered(user, "short", T0 + DAY)
+    long = remembered(other_user, "long", T0 + 30 * DAY)
+
+    assert purge_at(T0 + DAY - SECOND) == NOTHING
+    assert purge_at(T0 + DAY - SECOND, dry_run=True) == PurgeReport(dry_run=True)
+    assert purge_at(T0 + DAY, dry_run=True) == PurgeReport(trusted_devices_deleted=1, dry_run=True)
+    assert set(TrustedDevice.objects.values_list("pk", flat=True)) == {short.pk, long.pk}
+    assert purge_at(T0 + DAY) == PurgeReport(trusted_devices_deleted=1)
+    assert list(TrustedDevice.objects.values_list("pk", flat=True)) == [long.pk]
+    assert purge_at(T0 + DAY) == NOTHING
+    assert purge_at(T0 + 30 * DAY - SECOND) == NOTHING
+    assert purge_at(T0 + 30 * DAY) == PurgeReport(trusted_devices_deleted=1)
+    assert not TrustedDevice.objects.exists()
+    assert purge_at(T0 + 30 * DAY) == NOTHING
+
+
+def test_the_command_reports_expired_remembered_browsers(user: Any, other_user: Any) -> None:
+    remembered(user, "expired", T0 - SECOND)
+    live = remembered(other_user, "live", T0 + SECOND)
+
+    def run() -> list[str]:
+        out = StringIO()
+        with time_machine.travel(T0, tick=False):
+            call_command("emailotp_purge", stdout=out)
+        return [line for line in out.getvalue().splitlines() if "remembered browsers" in line]
+
+    assert run() == ["         1  expired remembered browsers deleted"]
+    assert list(TrustedDevice.objects.values_list("pk", flat=True)) == [live.pk]
+    assert run() == ["         0  expired remembered browsers deleted"]

@@ -12,6 +12,7 @@ LINES = (
     ("challenges_expired", "pending challenges expired (code hash wiped)"),
     ("challenges_deleted", "challenges deleted"),
     ("grants_deleted", "expired step-up grants deleted"),
+    ("trusted_devices_deleted", "expired remembered browsers deleted"),
     ("audit_events_stripped", "audit events stripped of IP address and user agent"),
     ("audit_events_deleted", "audit events deleted"),
 )
@@ -19,8 +20,8 @@ LINES = (
 
 class Command(BaseCommand):
     help = (
-        "Delete challenges and step-up grants past retention, expire stale codes, strip IP address and user agent "
-        "from old audit events and delete audit events past retention."
+        "Delete challenges, step-up grants and remembered browsers past retention, expire stale codes, strip IP "
+        "address and user agent from old audit events and delete audit events past retention."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
