@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, overload
 
+from django.http import HttpRequest
+
 from django_emailotp.purposes import STEP_UP
 from django_emailotp.services import StepUpRequirement
 
@@ -19,7 +21,12 @@ ViewFunc = TypeVar("ViewFunc", bound=Callable[..., Any])
 def step_up_required(view: ViewFunc) -> ViewFunc: ...
 @overload
 def step_up_required(
-    view: None = None, *, purpose: str = STEP_UP, max_age: int | None = None, single_use: bool = False
+    view: None = None,
+    *,
+    purpose: str = STEP_UP,
+    max_age: int | None = None,
+    single_use: bool = False,
+    action: Callable[[HttpRequest], str] | None = None,
 ) -> Callable[[ViewFunc], ViewFunc]: ...
 def step_up_required(
     view: ViewFunc | None = None,
@@ -27,13 +34,16 @@ def step_up_required(
     purpose: str = STEP_UP,
     max_age: int | None = None,
     single_use: bool = False,
+    action: Callable[[HttpRequest], str] | None = None,
 ) -> ViewFunc | Callable[[ViewFunc], ViewFunc]:
     """Require a fresh step-up grant for ``purpose`` before the view runs.
 
     Works bare (``@step_up_required``) and with arguments (``@step_up_required(max_age=60)``), on sync and async
     views. ``max_age`` defaults to ``EMAIL_OTP_STEP_UP_MAX_AGE``; ``single_use`` grants allow exactly one request.
+    ``action`` describes, from the request, what it would do (``lambda r: f"Send {r.POST['amount']} EUR"``): the
+    email shows that text and only a code confirmed for the same text lets the request through.
     """
-    requirement = StepUpRequirement(purpose=purpose, max_age=max_age, single_use=single_use)
+    requirement = StepUpRequirement(purpose=purpose, max_age=max_age, single_use=single_use, action=action)
 
     def mark(view_func: ViewFunc) -> ViewFunc:
         setattr(view_func, REQUIREMENT_ATTR, requirement)
@@ -54,12 +64,17 @@ class StepUpRequiredMixin:
     step_up_purpose: ClassVar[str] = STEP_UP
     step_up_max_age: ClassVar[int | None] = None
     step_up_single_use: ClassVar[bool] = False
+    step_up_action: ClassVar[Callable[[HttpRequest], str] | None] = None
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:
         view = super().as_view(**initkwargs)  # type: ignore[misc]
         return step_up_required(
-            view, purpose=cls.step_up_purpose, max_age=cls.step_up_max_age, single_use=cls.step_up_single_use
+            view,
+            purpose=cls.step_up_purpose,
+            max_age=cls.step_up_max_age,
+            single_use=cls.step_up_single_use,
+            action=cls.step_up_action,
         )
 
 

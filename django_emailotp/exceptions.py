@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.core.exceptions import BadRequest, ImproperlyConfigured, PermissionDenied
 
 
 class EmailOTPError(Exception):
@@ -41,6 +41,10 @@ class ResendCooldown(EmailOTPError, PermissionDenied):
     def __init__(self, retry_after: int) -> None:
         self.retry_after = retry_after
         super().__init__(f"A new code can be sent in {retry_after} seconds.")
+
+
+class ActionNotDescribed(EmailOTPError, BadRequest):
+    """A view's bound-action function could not describe this request (Django answers 400)."""
 
 
 class RateLimited(EmailOTPError, PermissionDenied):

@@ -225,6 +225,6 @@ def step_up_response(request: HttpRequest, requirement: StepUpRequirement) -> Ht
             response["WWW-Authenticate"] = header
         return response
     if request.method == "POST":
-        token = replay.save(request)
+        token = replay.save(request, requirement.action_for(request))
         return HttpResponseRedirect(step_up_url(requirement.purpose, request.path, token))
     return HttpResponseRedirect(step_up_url(requirement.purpose, request.get_full_path()))

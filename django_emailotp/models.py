@@ -250,6 +250,8 @@ class StepUpGrant(models.Model):
     verified_at = models.DateTimeField(_("window starts"))
     expires_at = models.DateTimeField(_("expires"))
     consumed_at = models.DateTimeField(_("consumed"), null=True, blank=True)
+    # Keyed hash of the bound action the code confirmed ("Send 500 EUR to ACME Ltd"); blank for a plain grant.
+    action_digest = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         verbose_name = _("step-up grant")

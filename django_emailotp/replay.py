@@ -19,8 +19,11 @@ MAX_SAVED_BYTES = 64 * 1024
 SKIPPED_FIELDS = frozenset({"csrfmiddlewaretoken"})
 
 
-def save(request: Any) -> str | None:
-    """Store the request's POST fields in the session; return a token, or None when it cannot be kept."""
+def save(request: Any, action: str = "") -> str | None:
+    """Store the request's POST fields in the session; return a token, or None when it cannot be kept.
+
+    ``action`` is the bound action the protected view computed from this POST: the code sent for it names it.
+    """
     if not app_settings.STEP_UP_REPLAY or request.FILES:
         return None
     fields = [(name, value) for name, values in request.POST.lists() if name not in SKIPPED_FIELDS for value in values]
@@ -29,8 +32,24 @@ def save(request: Any) -> str | None:
     token = secrets.token_urlsafe(16)
     # Until a code is sent for it, the saved form lives as long as a code would.
     expires = timezone.now().timestamp() + app_settings.CODE_TTL
-    request.session[SESSION_KEY] = {"token": token, "path": request.path, "fields": fields, "expires": expires}
+    request.session[SESSION_KEY] = {
+        "token": token,
+        "path": request.path,
+        "fields": fields,
+        "expires": expires,
+        "action": action,
+    }
     return token
+
+
+def kept_action(request: Any, token: str) -> str:
+    """The bound action kept with the saved form ``token`` names; "" when there is none (or it expired)."""
+    saved = request.session.get(SESSION_KEY)
+    if not saved or not isinstance(token, str) or not secrets.compare_digest(saved["token"], token):
+        return ""
+    if saved["expires"] < timezone.now().timestamp():
+        return ""
+    return str(saved.get("action", ""))
 
 
 def bind_to_challenge(request: Any, token: str, expires_at_timestamp: float) -> None:

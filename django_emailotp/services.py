@@ -13,7 +13,7 @@ import re
 import secrets
 import threading
 import uuid
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -47,6 +47,7 @@ from django_emailotp.crypto import (
     normalize_code,
 )
 from django_emailotp.exceptions import (
+    ActionNotDescribed,
     DeliveryError,
     DeliveryUnavailable,
     LockedOut,
@@ -597,6 +598,14 @@ def _check(
         if lockout is not None and (lockout.consecutive_failures or lockout.lock_count):
             # The owner proved they read the inbox: the run of wrong codes, and the doubling, start over.
             Lockout.objects.filter(pk=lockout.pk).update(consecutive_failures=0, lock_count=0)
+            if lockout.consecutive_failures >= app_settings.NOTIFY_AFTER_FAILURES:
+                # Right after a run of wrong ones: tell the owner, in case the wrong ones were someone else's
+                # (SECURITY.md rule 13). The count is the one read with the challenge, before the reset.
+                notices.notify(
+                    challenge.user,
+                    notices.SUCCESS_AFTER_FAILURES,
+                    {"failures": lockout.consecutive_failures, "device": notices.coarse_device(meta.user_agent)},
+                )
         audit.record(AuditEventType.VERIFY_SUCCEEDED, AuditOutcome.SUCCESS, challenge=challenge, meta=meta)
         return VerificationResult(True, None, challenge, 0)
 
@@ -678,10 +687,30 @@ class StepUpRequirement:
     purpose: str = purposes.STEP_UP
     max_age: int | None = None
     single_use: bool = False
+    # What the request would do, described from the request itself ("Send 500 EUR to ACME Ltd"): only a grant
+    # for a code issued with that exact action passes. None: any plain grant for the purpose.
+    action: Callable[[Any], str] | None = None
 
     @property
     def window(self) -> int:
         return self.max_age if self.max_age is not None else app_settings.STEP_UP_MAX_AGE
+
+    def action_for(self, request: Any) -> str:
+        """The bound action text for ``request``, or "" when the requirement has none.
+
+        A describing function that fails on this request (a missing or malformed field) is a 400, not a 500.
+        """
+        if self.action is None:
+            return ""
+        try:
+            return str(self.action(request))
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+            raise ActionNotDescribed("This request lacks what its confirmation must describe.") from exc
+
+
+def action_digest(action: str) -> str:
+    """What a grant keeps of the action its code confirmed: a keyed hash, blank for a plain grant."""
+    return binding_hash("action:" + action) if action else ""
 
 
 def _auth_hash(user: Any) -> str:
@@ -721,11 +750,12 @@ def grant_step_up(
                     verified_at=now,
                     expires_at=now + timedelta(seconds=app_settings.STEP_UP_MAX_AGE),
                     consumed_at=None,
+                    action_digest=action_digest(challenge.action) if challenge is not None else "",
                 )
             ],
             update_conflicts=True,
             unique_fields=["user", "purpose", "binding"],
-            update_fields=["auth_hash", "challenge_id", "verified_at", "expires_at", "consumed_at"],
+            update_fields=["auth_hash", "challenge_id", "verified_at", "expires_at", "consumed_at", "action_digest"],
         )
         audit.record(
             AuditEventType.STEP_UP_GRANTED,
@@ -761,7 +791,8 @@ def find_step_up_grant(request: Any, requirement: StepUpRequirement) -> StepUpGr
     """The grant that satisfies ``requirement`` for this request's user and binding, or None.
 
     A grant from another session, for another purpose, older than the window, consumed, expired, or made
-    before the user's password changed never counts.
+    before the user's password changed never counts. A requirement with an action takes only a grant whose code
+    confirmed the action this request describes; one without takes only a plain grant.
     """
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
@@ -779,6 +810,8 @@ def find_step_up_grant(request: Any, requirement: StepUpRequirement) -> StepUpGr
         verified_at__gt=now - timedelta(seconds=requirement.window),
     ).first()
     if grant is None or not constant_time_compare(grant.auth_hash, _auth_hash(user)):
+        return None
+    if not constant_time_compare(grant.action_digest, action_digest(requirement.action_for(request))):
         return None
     return grant
 
@@ -1076,6 +1109,7 @@ class PurgeReport:
     challenges_expired: int = 0
     challenges_deleted: int = 0
     grants_deleted: int = 0
+    trusted_devices_deleted: int = 0
     audit_events_stripped: int = 0
     audit_events_deleted: int = 0
     dry_run: bool = False
@@ -1086,6 +1120,7 @@ class PurgeReport:
             self.challenges_expired
             + self.challenges_deleted
             + self.grants_deleted
+            + self.trusted_devices_deleted
             + self.audit_events_stripped
             + self.audit_events_deleted
         )
@@ -1097,6 +1132,7 @@ def purge(now: datetime | None = None, *, dry_run: bool = False) -> PurgeReport:
     - pending challenges past their expiry: code hash wiped, status ``expired``;
     - challenges more than ``EMAIL_OTP_CHALLENGE_RETENTION`` seconds past their expiry: deleted;
     - step-up grants past their expiry: deleted;
+    - remembered browsers (trusted devices) past their expiry: deleted;
     - audit rows older than ``EMAIL_OTP_AUDIT_PII_RETENTION_DAYS``: IP address and user agent removed;
     - audit rows older than ``EMAIL_OTP_AUDIT_RETENTION_DAYS``: deleted.
 
@@ -1109,6 +1145,7 @@ def purge(now: datetime | None = None, *, dry_run: bool = False) -> PurgeReport:
         status=ChallengeStatus.PENDING, expires_at__lte=now, expires_at__gte=challenge_cutoff
     )
     expired_grants = StepUpGrant.objects.filter(expires_at__lte=now)
+    expired_devices = TrustedDevice.objects.filter(expires_at__lte=now)  # valid only while expires_at > now
     audit_cutoff = now - timedelta(days=app_settings.AUDIT_RETENTION_DAYS)
     pii_cutoff = now - timedelta(days=app_settings.AUDIT_PII_RETENTION_DAYS)
     events = AuditEvent.objects.filter(created_at__gte=audit_cutoff)
@@ -1117,6 +1154,7 @@ def purge(now: datetime | None = None, *, dry_run: bool = False) -> PurgeReport:
             challenges_expired=stale_pending.count(),
             challenges_deleted=old_challenges.count(),
             grants_deleted=expired_grants.count(),
+            trusted_devices_deleted=expired_devices.count(),
             audit_events_stripped=events.with_personal_data_before(pii_cutoff).count(),
             audit_events_deleted=AuditEvent.objects.filter(created_at__lt=audit_cutoff).count(),
             dry_run=True,
@@ -1127,6 +1165,7 @@ def purge(now: datetime | None = None, *, dry_run: bool = False) -> PurgeReport:
             challenges_expired=stale_pending.update(status=ChallengeStatus.EXPIRED, code_hash=""),
             challenges_deleted=per_model.get(Challenge._meta.label, 0),
             grants_deleted=expired_grants.delete()[1].get(StepUpGrant._meta.label, 0),
+            trusted_devices_deleted=expired_devices.delete()[1].get(TrustedDevice._meta.label, 0),
             audit_events_deleted=AuditEvent.objects.purge_older_than(audit_cutoff),
             audit_events_stripped=events.strip_personal_data_before(pii_cutoff),
         )

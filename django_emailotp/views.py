@@ -170,6 +170,7 @@ class StepUpView(View):
             "cancel_url": resolve_url(settings.LOGIN_REDIRECT_URL),
             "code_length": app_settings.CODE_LENGTH,
             "replay_pending": bool(flow.get("replay")),
+            "action": replay.kept_action(request, flow["replay"]) if flow.get("replay") else "",
             "backup_form": backup_form or BackupCodeForm(),
             "has_backup_codes": services.backup_codes_remaining(request.user) > 0,
         }
@@ -185,8 +186,15 @@ def send_code(request: HttpRequest) -> HttpResponse:
     if purpose is None:
         return _bad_purpose()
     flow = _flow(request, purpose)
+    # The action comes from the POST kept in the session for this flow, never from the query string or form.
+    action = replay.kept_action(request, flow["replay"]) if flow.get("replay") else ""
     try:
-        challenge = services.issue_challenge(user=request.user, purpose=purpose, request=request)  # type: ignore[arg-type]
+        challenge = services.issue_challenge(
+            user=request.user,  # type: ignore[arg-type]
+            purpose=purpose,
+            request=request,
+            action=action,
+        )
     except (LockedOut, RateLimited, LimiterUnavailable) as exc:
         return refused(request, exc)
     except ResendCooldown as exc:

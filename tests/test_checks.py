@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +164,13 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("E035", {"EMAIL_OTP_BACKUP_CODE_HASHER": {"time_cost": 2, "memory_cost": 19456}}),
     ("E035", {"EMAIL_OTP_BACKUP_CODE_HASHER": {"time_cost": 2, "memory_cost": 19456, "parallelism": 1, "lanes": 2}}),
     ("E035", {"EMAIL_OTP_BACKUP_CODE_HASHER": (2, 19456, 1)}),
+    ("E036", {"EMAIL_OTP_NOTIFY_USERS": "no"}),  # a non-empty string reads as true: notices would go on
+    ("E036", {"EMAIL_OTP_NOTIFY_USERS": 0}),
+    ("E036", {"EMAIL_OTP_NOTIFY_USERS": None}),
+    ("E037", {"EMAIL_OTP_NOTIFY_AFTER_FAILURES": 0}),
+    ("E037", {"EMAIL_OTP_NOTIFY_AFTER_FAILURES": "3"}),
+    ("E037", {"EMAIL_OTP_NOTIFY_AFTER_FAILURES": 3.0}),
+    ("E037", {"EMAIL_OTP_NOTIFY_AFTER_FAILURES": True}),
 ]
 
 # Values at the edges of every range, and the other documented forms, raise nothing.
@@ -216,6 +225,8 @@ GOOD: list[dict[str, Any]] = [
     {"EMAIL_OTP_BACKUP_CODE_COUNT": 50, "EMAIL_OTP_BACKUP_CODE_LENGTH": 32},
     {"EMAIL_OTP_BACKUP_CODE_HASHER": {"time_cost": 1, "memory_cost": 8192, "parallelism": 1}},
     {"EMAIL_OTP_BACKUP_CODE_HASHER": {"time_cost": 3, "memory_cost": 65536, "parallelism": 4}},
+    {"EMAIL_OTP_NOTIFY_USERS": False, "EMAIL_OTP_NOTIFY_AFTER_FAILURES": 1},
+    {"EMAIL_OTP_NOTIFY_USERS": True, "EMAIL_OTP_NOTIFY_AFTER_FAILURES": 9},
 ]
 
 
@@ -265,7 +276,7 @@ def test_celery_delivery_without_celery(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_every_check_id_is_exercised() -> None:
-    assert {check_id for check_id, _ in BAD} | {"E006"} == set(MESSAGES)
+    assert {check_id for check_id, _ in BAD} | {check_id for check_id, _ in DEPLOY_BAD} | {"E006"} == set(MESSAGES)
 
 
 def test_checks_are_registered_with_the_check_command() -> None:
@@ -276,3 +287,86 @@ def test_checks_are_registered_with_the_check_command() -> None:
         call_command("check", verbosity=0)  # a warning alone does not fail the command
         with pytest.raises(SystemCheckError, match=r"emailotp\.W002"):
             call_command("check", fail_level="WARNING", verbosity=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Deploy checks (manage.py check --deploy): Django's cookie and HSTS settings, SECURITY.md rule 16
+
+# A deployment's settings over HTTPS: none of the deploy checks fires.
+SECURE_DEPLOY: dict[str, Any] = {
+    "SESSION_COOKIE_SECURE": True,
+    "CSRF_COOKIE_SECURE": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SECURE_HSTS_SECONDS": 31536000,
+}
+DEPLOY_BAD: list[tuple[str, dict[str, Any]]] = [
+    ("W007", {"SESSION_COOKIE_SECURE": False}),
+    ("W008", {"CSRF_COOKIE_SECURE": False}),
+    ("W009", {"SESSION_COOKIE_SAMESITE": None}),
+    ("W009", {"SESSION_COOKIE_SAMESITE": "None"}),
+    ("W010", {"SECURE_HSTS_SECONDS": 0}),  # Django's default
+    ("W010", {"SECURE_HSTS_SECONDS": None}),
+]
+DEPLOY_GOOD: list[dict[str, Any]] = [
+    {},
+    {"SESSION_COOKIE_SAMESITE": "Strict", "SECURE_HSTS_SECONDS": 3600},
+    {"SESSION_COOKIE_SAMESITE": False},  # Django's "no SameSite attribute": browsers treat that as Lax
+]
+
+
+def deploy_ids() -> list[str]:
+    return sorted(
+        message.id
+        for message in run_checks(include_deployment_checks=True)
+        if message.id and message.id.startswith("emailotp.") and not message.is_silenced()
+    )
+
+
+# How the check command prints an id: "?: (emailotp.W007) SESSION_COOKIE_SECURE is False, ..."
+CHECK_ID_RE = re.compile(r"\((emailotp\.[EW]\d{3})\)")
+
+
+def check_output(*, deploy: bool) -> str:
+    """What ``manage.py check --tag security [--deploy]`` prints (warnings go to stderr). The tag keeps out other
+    apps' deploy checks about the test settings themselves (Django 6.1's mail.E001 for the locmem backend)."""
+    out, err = StringIO(), StringIO()
+    call_command("check", deploy=deploy, tags=["security"], stdout=out, stderr=err)
+    return out.getvalue() + err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("check_id", "configured"),
+    [(check_id, {**SECURE_DEPLOY, **values}) for check_id, values in DEPLOY_BAD],
+    indirect=["configured"],
+    ids=[check_id for check_id, _ in DEPLOY_BAD],
+)
+@pytest.mark.usefixtures("configured", "db")
+def test_each_deploy_check_fires_on_an_insecure_value_under_deploy_only(check_id: str) -> None:
+    assert deploy_ids() == [f"emailotp.{check_id}"]
+    [message] = [m for m in run_checks(include_deployment_checks=True) if m.id == f"emailotp.{check_id}"]
+    assert (message.msg, message.hint) == MESSAGES[check_id]
+    assert not message.is_serious()
+    assert emailotp_ids() == []  # the plain check run (runserver, migrate, tests) leaves them out
+    assert CHECK_ID_RE.findall(check_output(deploy=True)) == [f"emailotp.{check_id}"]
+    assert CHECK_ID_RE.findall(check_output(deploy=False)) == []
+
+
+@pytest.mark.parametrize("configured", [{**SECURE_DEPLOY, **values} for values in DEPLOY_GOOD], indirect=True)
+@pytest.mark.usefixtures("configured", "db")
+def test_secure_deploy_settings_raise_no_deploy_warning() -> None:
+    assert deploy_ids() == []
+    assert CHECK_ID_RE.findall(check_output(deploy=True)) == []
+
+
+@override_settings(
+    SESSION_COOKIE_SECURE=False, CSRF_COOKIE_SECURE=False, SESSION_COOKIE_SAMESITE="None", SECURE_HSTS_SECONDS=0
+)
+@pytest.mark.usefixtures("db")  # Django 6.1's model checks ask the database about JSONField support
+def test_check_deploy_reports_every_insecure_setting_and_plain_check_none() -> None:
+    expected = ["emailotp.W007", "emailotp.W008", "emailotp.W009", "emailotp.W010"]
+    assert deploy_ids() == expected
+    assert sorted(CHECK_ID_RE.findall(check_output(deploy=True))) == expected
+    with pytest.raises(SystemCheckError, match=r"emailotp\.W007"):
+        call_command("check", deploy=True, tags=["security"], fail_level="WARNING", verbosity=0)
+    assert CHECK_ID_RE.findall(check_output(deploy=False)) == []
+    call_command("check", fail_level="WARNING", verbosity=0)  # without --deploy: nothing to fail on

@@ -85,9 +85,17 @@ def security(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-@step_up_required(purpose="danger_zone", max_age=120, single_use=True)
+@step_up_required(
+    purpose="danger_zone",
+    max_age=120,
+    single_use=True,
+    action=lambda request: f"Rotate your API key (reason: {request.POST.get('reason', '')[:200]})",
+)
 def rotate_key(request: HttpRequest) -> HttpResponse:
-    """Danger zone: a single-use confirmation for exactly this one POST (kept and replayed across the prompt)."""
+    """Danger zone: a single-use confirmation for exactly this one POST (kept and replayed across the prompt).
+
+    The code is bound to the action: the email names it, and a form posted with another reason is prompted again.
+    """
     form = RotateKeyForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Give a reason for rotating the key.")
