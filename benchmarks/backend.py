@@ -20,7 +20,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -290,19 +291,20 @@ LABELS_FOR_BREAKDOWN = {
 }
 
 
-def breakdown(backend: str, all_rows: list[RoundRows]) -> str:
-    """Where one call's time goes: Python before each statement (building the query, hashing, the model
-    instance) and the database's part (the round trip, and the commit's flush to disk), as medians."""
-    from django.db import connection
+@contextmanager
+def statement_marks(marks: list[tuple[str, int]]) -> Iterator[None]:
+    """Append (label, nanosecond clock) before and after every statement and commit of the default connection."""
+    from django.db import connection as default_connection
 
-    marks: list[tuple[str, int]] = []
+    connection: Any = default_connection  # _commit is private: the one place every commit goes through
 
     def timed_statement(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        marks.append((f"python, then {sql.split()[0].upper()}", time.perf_counter_ns()))
+        label = describe(sql).strip("[]")
+        marks.append((f"python, then {label}", time.perf_counter_ns()))
         try:
             return execute(sql, params, many, context)
         finally:
-            marks.append((f"database {sql.split()[0].upper()}", time.perf_counter_ns()))
+            marks.append((f"database: {label}", time.perf_counter_ns()))
 
     commit = connection._commit
 
@@ -311,27 +313,36 @@ def breakdown(backend: str, all_rows: list[RoundRows]) -> str:
         try:
             return commit()
         finally:
-            marks.append(("database COMMIT", time.perf_counter_ns()))
+            marks.append(("database: COMMIT", time.perf_counter_ns()))
 
-    connection._commit = timed_commit  # type: ignore[method-assign]
+    connection._commit = timed_commit
+    try:
+        with connection.execute_wrapper(timed_statement):
+            yield
+    finally:
+        connection._commit = commit
+
+
+def breakdown(backend: str, all_rows: list[RoundRows]) -> str:
+    """Where one call's time goes: Python before each statement (building the query, hashing, the model
+    instance) and the database's part (the round trip, and the commit's flush to disk), as medians."""
     lines = [f"{backend}: median microseconds per segment of one call, {len(all_rows)} calls each"]
-    with connection.execute_wrapper(timed_statement):
-        for name, operation in OPERATIONS.items():
-            segments: dict[tuple[int, str], list[int]] = {}
-            for rows in all_rows:
-                marks.clear()
+    for name, operation in OPERATIONS.items():
+        segments: dict[tuple[int, str], list[int]] = {}
+        for rows in all_rows:
+            marks: list[tuple[str, int]] = []
+            with statement_marks(marks):
                 start = time.perf_counter_ns()
                 operation(rows)
                 end = time.perf_counter_ns()
-                previous = start
-                for position, (label, moment) in enumerate([*marks, ("python, then return", end)]):
-                    segments.setdefault((position, label), []).append(moment - previous)
-                    previous = moment
-                segments.setdefault((len(marks) + 1, "total"), []).append(end - start)
-            lines.append(f"  {LABELS_FOR_BREAKDOWN[name]}")
-            for (_, label), durations in sorted(segments.items()):
-                lines.append(f"    {label:26} {statistics.median(durations) / 1000:8.0f}")
-    connection._commit = commit  # type: ignore[method-assign]
+            previous = start
+            for position, (label, moment) in enumerate([*marks, ("python, then return", end)]):
+                segments.setdefault((position, label), []).append(moment - previous)
+                previous = moment
+            segments.setdefault((len(marks) + 1, "total"), []).append(end - start)
+        lines.append(f"  {LABELS_FOR_BREAKDOWN[name]}")
+        for (_, label), durations in sorted(segments.items()):
+            lines.append(f"    {label:26} {statistics.median(durations) / 1000:8.0f}")
     return "\n".join(lines)
 
 

@@ -27,8 +27,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -44,6 +42,7 @@ from benchmarks.backend import (
     percentile,
     queued_messages,
     setup_django,
+    statement_marks,
 )
 from benchmarks.settings import http_settings
 
@@ -200,38 +199,6 @@ def count_statements(requester: Requester, name: str, call: Call) -> dict[str, A
     requester.check(name, call, response)
     described = [describe(query["sql"]) for query in captured.captured_queries]
     return {"sequence": described, "total": len([item for item in described if not item.startswith("[")])}
-
-
-@contextmanager
-def statement_marks(marks: list[tuple[str, int]]) -> Iterator[None]:
-    """Append (label, nanosecond clock) before and after every statement and commit of the default connection."""
-    from django.db import connection as default_connection
-
-    connection: Any = default_connection  # _commit is private: the one place every commit goes through
-
-    def timed_statement(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        label = describe(sql).strip("[]")
-        marks.append((f"python, then {label}", time.perf_counter_ns()))
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            marks.append((f"database: {label}", time.perf_counter_ns()))
-
-    commit = connection._commit
-
-    def timed_commit() -> Any:
-        marks.append(("python, then COMMIT", time.perf_counter_ns()))
-        try:
-            return commit()
-        finally:
-            marks.append(("database: COMMIT", time.perf_counter_ns()))
-
-    connection._commit = timed_commit
-    try:
-        with connection.execute_wrapper(timed_statement):
-            yield
-    finally:
-        connection._commit = commit
 
 
 def breakdown(requester: Requester, timed: list[dict[str, Call]]) -> str:
