@@ -1861,6 +1861,26 @@ def request_email_verification(user: Any, address: object, *, request: Any, chan
     )
 
 
+def latest_email_verification(request: Any) -> Challenge | None:
+    """The request's user's newest email-verification challenge issued to this session (or credential), if any.
+
+    Whatever its state: verifying it then says why it no longer works (expired, used, superseded, ...).
+    """
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    return (
+        Challenge.objects.filter(
+            user_id=user.pk,
+            purpose=purposes.VERIFY_EMAIL,
+            binding__in=RequestMeta.from_request(request).accepted_bindings,
+        )
+        .order_by("-created_at")
+        .only("id")
+        .first()
+    )
+
+
 def confirm_email(request: Any, challenge_id: object, code: object, *, email: str | None = None) -> EmailConfirmation:
     """Check the request's user's email-verification code; when right, record the address as verified.
 

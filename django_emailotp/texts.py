@@ -56,4 +56,5 @@ EMAIL_CODE_SENT = _("We sent a code to %(email)s. It expires in %(minutes)s minu
 EMAIL_VERIFIED = _("Your email address %(email)s is verified.")
 EMAIL_CHANGED = _("Your email address is now %(email)s. We told your previous address about the change.")
 EMAIL_IN_USE = _("That address is already used by another account; nothing was changed.")
+INVALID_CREDENTIALS = _("That username and password do not match an active account.")
 EMAIL_DONE_TITLE = _("Email address")

@@ -115,6 +115,11 @@ def test_schema_describes_every_operation(client: Client) -> None:
         "/api/otp/challenges/",
         "/api/otp/challenges/{challenge_id}/resend/",
         "/api/otp/challenges/{challenge_id}/verify/",
+        "/api/otp/email/",
+        "/api/otp/email/verify/",
+        "/api/otp/login/",
+        "/api/otp/login/backup-code/",
+        "/api/otp/login/verify/",
         "/api/otp/step-up/",
         "/api/otp/step-up/backup-code/",
     ]

@@ -21,6 +21,12 @@ OPERATIONS = {
     ("post", "/api/otp/step-up/backup-code/"): "emailotp_step_up_backup_code",
     ("get", "/api/otp/backup-codes/"): "emailotp_backup_codes_count",
     ("post", "/api/otp/backup-codes/"): "emailotp_backup_codes_generate",
+    ("get", "/api/otp/login/"): "emailotp_login_status",
+    ("post", "/api/otp/login/"): "emailotp_login",
+    ("post", "/api/otp/login/verify/"): "emailotp_login_verify",
+    ("post", "/api/otp/login/backup-code/"): "emailotp_login_backup_code",
+    ("post", "/api/otp/email/"): "emailotp_email_request",
+    ("post", "/api/otp/email/verify/"): "emailotp_email_verify",
 }
 
 
@@ -72,7 +78,18 @@ def test_success_bodies_match_the_issue(schema: dict[str, Any]) -> None:
     }
     assert set(components["Verified"]["properties"]) == {"verified", "purpose", "step_up_expires_at", "token"}
     assert components["Verified"]["required"] == ["purpose", "step_up_expires_at", "verified"]
-    assert set(components["ChallengeCreate"]["properties"]) == {"purpose", "email"}
+    assert set(components["ChallengeCreate"]["properties"]) == {"purpose", "email", "action"}
+    assert components["ChallengeCreate"]["properties"]["action"]["maxLength"] == 500
+    assert set(components["LoginChallenge"]["properties"]) == {
+        "second_factor_required",
+        "id",
+        "purpose",
+        "expires_at",
+        "resend_available_at",
+        "email_hint",
+    }
+    assert set(components["LoggedIn"]["properties"]) == {"logged_in", "token"}
+    assert set(components["EmailVerified"]["properties"]) == {"verified", "email", "changed"}
     assert components["ChallengeCreate"]["required"] == ["purpose"]
     assert "token" not in components["BackupCodeVerified"]["properties"]
     assert set(components["StepUpStatus"]["properties"]) == {"verified", "expires_at", "max_age"}
@@ -88,6 +105,12 @@ def test_success_bodies_match_the_issue(schema: dict[str, Any]) -> None:
         ("post", "/api/otp/step-up/backup-code/"): ["200"],
         ("get", "/api/otp/backup-codes/"): ["200"],
         ("post", "/api/otp/backup-codes/"): ["201"],
+        ("get", "/api/otp/login/"): ["200"],
+        ("post", "/api/otp/login/"): ["200", "202"],
+        ("post", "/api/otp/login/verify/"): ["200"],
+        ("post", "/api/otp/login/backup-code/"): ["200"],
+        ("post", "/api/otp/email/"): ["202"],
+        ("post", "/api/otp/email/verify/"): ["200"],
     }
 
 
@@ -147,8 +170,10 @@ def test_both_credentials_are_described(schema: dict[str, Any]) -> None:
         "description": 'Token-based authentication with required prefix "Token"',
     }
     assert schemes["cookieAuth"]["in"] == "cookie"
-    for _method, _path, operation in operations(schema):
-        assert operation["security"] == [{"cookieAuth": []}, {"tokenAuth": []}]
+    for _method, path, operation in operations(schema):
+        # The login endpoints are for anonymous clients: no credential ({}) is accepted too.
+        anonymous: list[dict[str, Any]] = [{}] if path.startswith("/api/otp/login/") else []
+        assert operation["security"] == [{"cookieAuth": []}, {"tokenAuth": []}, *anonymous]
 
 
 def test_the_committed_copy_is_current(schema: dict[str, Any]) -> None:

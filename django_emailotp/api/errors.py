@@ -40,6 +40,8 @@ class ErrorCode(enum.StrEnum):
     TOO_LARGE = "too_large"
     TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"
     INVALID_BACKUP_CODE = "invalid_backup_code"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    EMAIL_IN_USE = "email_in_use"
 
 
 # Unknown ids, other users' challenges and codes bound elsewhere answer exactly like a wrong code.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rest_framework import exceptions, status
@@ -9,6 +10,7 @@ from rest_framework.permissions import BasePermission
 
 from django_emailotp import services
 from django_emailotp.conf import app_settings
+from django_emailotp.exceptions import ActionNotDescribed
 from django_emailotp.middleware import step_up_challenge
 from django_emailotp.purposes import STEP_UP
 from django_emailotp.services import StepUpRequirement
@@ -30,25 +32,45 @@ class StepUpRequiredError(exceptions.APIException):
 class StepUpRequired(BasePermission):
     """Allow the request only with a fresh step-up grant for ``purpose`` (bound to the session or token).
 
-    Configure by subclassing (class attributes) or with :meth:`with_options`.
+    Configure by subclassing (class attributes) or with :meth:`with_options`. ``action`` describes what the
+    request would do ("Send 500 EUR to ACME Ltd"): only a grant from a code issued for that exact action passes.
+    As a class attribute it is a method ``action(self, request)``; :meth:`with_options` takes ``action(request)``.
     """
 
     purpose: str = STEP_UP
     max_age: int | None = None
     single_use: bool = False
+    action: Callable[..., str] | None = None
 
     @classmethod
     def with_options(
-        cls, *, purpose: str = STEP_UP, max_age: int | None = None, single_use: bool = False
+        cls,
+        *,
+        purpose: str = STEP_UP,
+        max_age: int | None = None,
+        single_use: bool = False,
+        action: Callable[[Any], str] | None = None,
     ) -> type[StepUpRequired]:
-        return type(
-            f"StepUpRequired[{purpose}]", (cls,), {"purpose": purpose, "max_age": max_age, "single_use": single_use}
-        )
+        options = {
+            "purpose": purpose,
+            "max_age": max_age,
+            "single_use": single_use,
+            "action": staticmethod(action) if action is not None else None,
+        }
+        return type(f"StepUpRequired[{purpose}]", (cls,), options)
 
     def has_permission(self, request: Any, view: Any) -> bool:
         if not request.user or not request.user.is_authenticated:
             return False
-        requirement = StepUpRequirement(purpose=self.purpose, max_age=self.max_age, single_use=self.single_use)
+        requirement = StepUpRequirement(
+            purpose=self.purpose, max_age=self.max_age, single_use=self.single_use, action=self.action
+        )
+        try:
+            return self._check(request, requirement)
+        except ActionNotDescribed as exc:
+            raise exceptions.ParseError(str(exc)) from exc
+
+    def _check(self, request: Any, requirement: StepUpRequirement) -> bool:
         if request.method != request._request.method:
             # The browsable API and OPTIONS metadata ask again for other methods on a cloned request, to decide
             # which forms to show: answer without using up a grant or auditing a requirement.

@@ -30,6 +30,12 @@ class ChallengeCreateSerializer(serializers.Serializer):
         required=False,
         help_text="sign_in only: the address to sign in with. The answer is the same whether or not it has an account.",
     )
+    action = StrictCharField(
+        max_length=500,
+        required=False,
+        help_text='Step-up only: the action this code confirms ("Send 500 EUR to ACME Ltd"). The email shows it, '
+        "and the grant satisfies only views that require this exact action.",
+    )
 
 
 class CodeSerializer(serializers.Serializer):
@@ -56,6 +62,42 @@ class VerifiedSerializer(serializers.Serializer):
         required=False,
         help_text="sign_in only, when EMAIL_OTP_API_SIGN_IN_TOKEN is on: a DRF token (Authorization: Token <token>).",
     )
+
+
+class LoginSerializer(serializers.Serializer):
+    username = StrictCharField(max_length=254, help_text="The value of the user model's USERNAME_FIELD.")
+    password = StrictCharField(max_length=4096, trim_whitespace=False)
+
+
+class LoginChallengeSerializer(ChallengeSerializer):
+    second_factor_required = serializers.BooleanField(help_text="Always true: send the emailed code to login/verify/.")
+
+
+class LoggedInSerializer(serializers.Serializer):
+    logged_in = serializers.BooleanField()
+    token = serializers.CharField(
+        required=False,
+        help_text="When EMAIL_OTP_API_SIGN_IN_TOKEN is on: a DRF token (Authorization: Token <token>).",
+    )
+
+
+class LoginBackupCodeSerializer(serializers.Serializer):
+    code = StrictCharField(max_length=64, trim_whitespace=False, help_text="A backup code, e.g. ABCDE-FGHJK.")
+
+
+class EmailRequestSerializer(serializers.Serializer):
+    email = StrictCharField(
+        max_length=254, required=False, help_text="The address to verify; required for a change. Default: yours."
+    )
+    change = serializers.BooleanField(
+        default=False, help_text="Make the verified address the account's address (needs a fresh step-up)."
+    )
+
+
+class EmailVerifiedSerializer(serializers.Serializer):
+    verified = serializers.BooleanField()
+    email = serializers.EmailField()
+    changed = serializers.BooleanField(help_text="Whether the account's address is now this one.")
 
 
 class BackupCodeSerializer(serializers.Serializer):

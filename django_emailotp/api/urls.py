@@ -15,5 +15,10 @@ urlpatterns = [
     path("step-up/", views.StepUpStatusView.as_view(), name="step-up-status"),
     path("step-up/backup-code/", views.BackupCodeStepUpView.as_view(), name="step-up-backup-code"),
     path("backup-codes/", views.BackupCodesView.as_view(), name="backup-codes"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("login/verify/", views.LoginVerifyView.as_view(), name="login-verify"),
+    path("login/backup-code/", views.LoginBackupCodeView.as_view(), name="login-backup-code"),
+    path("email/", views.EmailView.as_view(), name="email"),
+    path("email/verify/", views.EmailVerifyView.as_view(), name="email-verify"),
     path("schema/", SchemaView.as_view(), name="schema"),
 ]

@@ -9,14 +9,18 @@ from typing import Any
 
 from django.apps import apps as django_apps
 from django.conf import settings
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth import login as django_login
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.debug import sensitive_post_parameters
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils import json as drf_json
@@ -33,7 +37,13 @@ from django_emailotp.api.serializers import (
     ChallengeCreateSerializer,
     ChallengeSerializer,
     CodeSerializer,
+    EmailRequestSerializer,
+    EmailVerifiedSerializer,
     ErrorSerializer,
+    LoggedInSerializer,
+    LoginBackupCodeSerializer,
+    LoginChallengeSerializer,
+    LoginSerializer,
     StepUpStatusSerializer,
     VerifiedSerializer,
 )
@@ -53,7 +63,9 @@ from django_emailotp.services import StepUpRequirement
 from django_emailotp.texts import (
     BACKUP_CODE_ERRORS,
     DELIVERY_DOWN,
+    EMAIL_IN_USE,
     INVALID_ADDRESS,
+    INVALID_CREDENTIALS,
     NO_ADDRESS,
     NOT_FOUND,
     RESEND_WAIT,
@@ -289,7 +301,10 @@ class ChallengeCreateView(EmailOTPAPIView):
             self.permission_denied(request)
         if not is_step_up_purpose(purpose):
             return Response(error_body(ErrorCode.UNSUPPORTED_PURPOSE, UNKNOWN_PURPOSE), status=400)
-        return issue_response(lambda: services.issue_challenge(user=request.user, purpose=purpose, request=request))
+        action = serializer.validated_data.get("action", "")
+        return issue_response(
+            lambda: services.issue_challenge(user=request.user, purpose=purpose, request=request, action=action)
+        )
 
     def sign_in(self, request: Request, email: str | None) -> Response:
         if not app_settings.SIGN_IN_ENABLED:
@@ -297,15 +312,17 @@ class ChallengeCreateView(EmailOTPAPIView):
         try:
             address = clean_address(email)
         except NoEmailAddress:
-            body = error_body(
-                ErrorCode.MALFORMED,
-                "The request is not valid; see fields.",
-                field_errors={"email": [str(INVALID_ADDRESS)]},
-            )
-            return Response(body, status=400)
+            return invalid_address()
         return issue_response(
             lambda: services.request_sign_in(address, request=request), email_hint=mask_address(address)
         )
+
+
+def invalid_address() -> Response:
+    body = error_body(
+        ErrorCode.MALFORMED, "The request is not valid; see fields.", field_errors={"email": [str(INVALID_ADDRESS)]}
+    )
+    return Response(body, status=400)
 
 
 class ChallengeResendView(EmailOTPAPIView):
@@ -418,11 +435,31 @@ class ChallengeVerifyView(EmailOTPAPIView):
         if not result.success:
             return verification_failure(result.verification, app_settings.MAX_ATTEMPTS)
         body: dict[str, Any] = {"verified": True, "purpose": SIGN_IN, "step_up_expires_at": None}
-        if app_settings.API_SIGN_IN_TOKEN and django_apps.is_installed("rest_framework.authtoken"):
-            from rest_framework.authtoken.models import Token
+        return Response(VerifiedSerializer(with_sign_in_token(body, result.user)).data)
 
-            body["token"] = Token.objects.get_or_create(user=result.user)[0].key
-        return Response(VerifiedSerializer(body).data)
+
+def with_sign_in_token(body: dict[str, Any], user: Any) -> dict[str, Any]:
+    """``body`` plus the user's DRF token when EMAIL_OTP_API_SIGN_IN_TOKEN is on (and authtoken installed)."""
+    if app_settings.API_SIGN_IN_TOKEN and django_apps.is_installed("rest_framework.authtoken"):
+        from rest_framework.authtoken.models import Token
+
+        body["token"] = Token.objects.get_or_create(user=user)[0].key
+    return body
+
+
+STEP_UP_NEEDED = OpenApiResponse(
+    ErrorSerializer,
+    "Not signed in, or no fresh step-up (RFC 9470 WWW-Authenticate for token clients).",
+    [
+        _error(
+            ErrorCode.STEP_UP_REQUIRED,
+            "Confirm it is you with a code sent to your email address first.",
+            purpose="step_up",
+            max_age=300,
+            challenge_url="/api/otp/challenges/",
+        )
+    ],
+)
 
 
 class BackupCodesView(EmailOTPAPIView):
@@ -457,25 +494,41 @@ class BackupCodesView(EmailOTPAPIView):
                 "The new codes, shown this once; every older code stopped working.",
                 [OpenApiExample("set", value={"codes": ["ABCDE-FGHJK", "MNPQR-STVWX"], "remaining": 2})],
             ),
-            401: OpenApiResponse(
-                ErrorSerializer,
-                "Not signed in, or no fresh step-up (RFC 9470 WWW-Authenticate for token clients).",
-                [
-                    _error(
-                        ErrorCode.STEP_UP_REQUIRED,
-                        "Confirm it is you with a code sent to your email address first.",
-                        purpose="step_up",
-                        max_age=300,
-                        challenge_url="/api/otp/challenges/",
-                    )
-                ],
-            ),
+            401: STEP_UP_NEEDED,
             **BODY_ERRORS,
         },
     )
     def post(self, request: Request) -> Response:
         codes = services.regenerate_backup_codes(request.user, request=request)
         return Response({"codes": codes, "remaining": len(codes)}, status=status.HTTP_201_CREATED)
+
+
+def backup_code_failure(result: services.BackupCodeResult) -> Response:
+    """429 with Retry-After past the backup-code throttle; else 400 (malformed, or not a valid unused code)."""
+    if result.reason == services.BackupCodeReason.RATE_LIMITED:
+        body = error_body(ErrorCode.RATE_LIMITED, BACKUP_CODE_ERRORS["rate_limited"], retry_after=result.retry_after)
+        return Response(body, status=429, headers={"Retry-After": str(result.retry_after)})
+    code = (
+        ErrorCode.MALFORMED if result.reason == services.BackupCodeReason.MALFORMED else ErrorCode.INVALID_BACKUP_CODE
+    )
+    return Response(error_body(code, BACKUP_CODE_ERRORS[str(result.reason)]), status=400)
+
+
+BACKUP_CODE_ERRORS_DOC = {
+    400: OpenApiResponse(
+        ErrorSerializer,
+        "Not a valid unused backup code, or not shaped like one.",
+        [
+            _error(ErrorCode.INVALID_BACKUP_CODE, "That backup code is not right, or it was used already."),
+            _error(ErrorCode.MALFORMED, "A backup code has 10 letters and digits, like ABCDE-FGHJK."),
+        ],
+    ),
+    429: OpenApiResponse(
+        ErrorSerializer,
+        "Too many wrong backup codes for this account.",
+        [_error(ErrorCode.RATE_LIMITED, "Too many wrong backup codes.", retry_after=600)],
+    ),
+}
 
 
 class BackupCodeStepUpView(EmailOTPAPIView):
@@ -501,20 +554,9 @@ class BackupCodeStepUpView(EmailOTPAPIView):
                     )
                 ],
             ),
-            400: OpenApiResponse(
-                ErrorSerializer,
-                "Not a valid unused backup code, or not shaped like one.",
-                [
-                    _error(ErrorCode.INVALID_BACKUP_CODE, "That backup code is not right, or it was used already."),
-                    _error(ErrorCode.MALFORMED, "A backup code has 10 letters and digits, like ABCDE-FGHJK."),
-                ],
-            ),
+            400: BACKUP_CODE_ERRORS_DOC[400],
             401: ISSUE_ERRORS[401],
-            429: OpenApiResponse(
-                ErrorSerializer,
-                "Too many wrong backup codes for this account.",
-                [_error(ErrorCode.RATE_LIMITED, "Too many wrong backup codes.", retry_after=600)],
-            ),
+            429: BACKUP_CODE_ERRORS_DOC[429],
             **BODY_ERRORS,
         },
     )
@@ -531,18 +573,8 @@ class BackupCodeStepUpView(EmailOTPAPIView):
             )
         except LimiterUnavailable as exc:
             return refusal(exc)
-        if result.reason == services.BackupCodeReason.RATE_LIMITED:
-            body = error_body(
-                ErrorCode.RATE_LIMITED, BACKUP_CODE_ERRORS["rate_limited"], retry_after=result.retry_after
-            )
-            return Response(body, status=429, headers={"Retry-After": str(result.retry_after)})
         if not result.success:
-            code = (
-                ErrorCode.MALFORMED
-                if result.reason == services.BackupCodeReason.MALFORMED
-                else ErrorCode.INVALID_BACKUP_CODE
-            )
-            return Response(error_body(code, BACKUP_CODE_ERRORS[str(result.reason)]), status=400)
+            return backup_code_failure(result)
         grant = services.find_step_up_grant(request, StepUpRequirement(purpose=purpose))
         body = {
             "verified": True,
@@ -604,3 +636,319 @@ class StepUpStatusView(EmailOTPAPIView):
             "max_age": requirement.window,
         }
         return Response(StepUpStatusSerializer(body).data)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Second factor at login: the password, then (when EMAIL_OTP_LOGIN_POLICY asks) a code. The pending login lives in
+# the session (services.begin_login), so these endpoints are for cookie clients, CSRF-protected like Django's
+# LoginView even while anonymous; only services.complete_login* call login().
+
+CSRF_REFUSED = OpenApiResponse(
+    ErrorSerializer,
+    "CSRF check failed: send the csrftoken cookie's value in X-CSRFToken (GET login/ sets the cookie).",
+    [_error(ErrorCode.PERMISSION_DENIED, "CSRF Failed: CSRF cookie not set.")],
+)
+LOGGED_IN = OpenApiResponse(
+    LoggedInSerializer,
+    "Logged in: the session cookie now carries the login (plus a DRF token when EMAIL_OTP_API_SIGN_IN_TOKEN is on).",
+    [
+        OpenApiExample("logged_in", value={"logged_in": True}),
+        OpenApiExample("with_token", value={"logged_in": True, "token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"}),
+    ],
+)
+
+
+@sensitive_post_parameters("password")
+def _sensitive_password(request: Any) -> None:
+    """Marks the password as sensitive in error reports, like Django's LoginView does."""
+
+
+def logged_in(user: Any) -> Response:
+    return Response(LoggedInSerializer(with_sign_in_token({"logged_in": True}, user)).data)
+
+
+class SessionLoginAPIView(EmailOTPAPIView):
+    """Open to anonymous clients, but CSRF-checked for them too (DRF checks CSRF only for signed-in sessions)."""
+
+    permission_classes = (AllowAny,)
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        return ensure_csrf_cookie(super().as_view(**initkwargs))
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if request.method not in SAFE_METHODS and request.auth is None:
+            SessionAuthentication().enforce_csrf(request)
+
+
+class LoginView(SessionLoginAPIView):
+    @documented(
+        operation_id="emailotp_login_status",
+        summary="Am I logged in? (sets the CSRF cookie)",
+        responses={
+            200: OpenApiResponse(
+                LoggedInSerializer,
+                "Whether this session is logged in; the response sets the csrftoken cookie for the POSTs.",
+                [OpenApiExample("anonymous", value={"logged_in": False})],
+            ),
+            **GENERIC_ERRORS,
+        },
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"logged_in": bool(request.user and request.user.is_authenticated)})
+
+    @documented(
+        operation_id="emailotp_login",
+        summary="Log in with a password (then, maybe, a code)",
+        description="Django's authenticate() with the user model's USERNAME_FIELD. When EMAIL_OTP_LOGIN_POLICY asks "
+        "for a second factor (and the browser is not remembered) nothing is logged in yet: a code is sent and the "
+        "answer is 202; finish at login/verify/ or login/backup-code/ with the same session cookie.",
+        request=LoginSerializer,
+        responses={
+            200: LOGGED_IN,
+            202: OpenApiResponse(
+                LoginChallengeSerializer,
+                "The password was right; a code is on its way and the login waits for it.",
+                [
+                    OpenApiExample(
+                        "second_factor",
+                        value={
+                            "second_factor_required": True,
+                            "id": EXAMPLE_ID,
+                            "purpose": "login",
+                            "expires_at": EXAMPLE_TIME,
+                            "resend_available_at": "2026-11-23T18:01:00Z",
+                            "email_hint": "j***@example.com",
+                        },
+                    )
+                ],
+            ),
+            400: OpenApiResponse(
+                ErrorSerializer,
+                "Wrong username or password (or an inactive account), or a malformed request.",
+                [
+                    _error(ErrorCode.INVALID_CREDENTIALS, "That username and password do not match an active account."),
+                    _error(ErrorCode.MALFORMED, "The request is not valid; see fields.", field_errors={}),
+                ],
+            ),
+            403: CSRF_REFUSED,
+            429: OpenApiResponse(
+                ErrorSerializer,
+                "The password was right but no code can be sent now (lockout or rate limit); a backup code can still "
+                "finish the login at login/backup-code/.",
+                [_error(ErrorCode.LOCKED_OUT, "Too many wrong codes: codes by email are paused.", retry_after=900)],
+            ),
+            503: ISSUE_ERRORS[503],
+            **BODY_ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        _sensitive_password(request._request)
+        serializer = LoginSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        http_request = request._request
+        credentials = {
+            get_user_model().USERNAME_FIELD: serializer.validated_data["username"],
+            "password": serializer.validated_data["password"],
+        }
+        user = authenticate(http_request, **credentials)
+        if user is None:
+            return Response(error_body(ErrorCode.INVALID_CREDENTIALS, INVALID_CREDENTIALS), status=400)
+        if not services.second_factor_needed(http_request, user):
+            django_login(http_request, user)
+            return logged_in(user)
+        backend = getattr(user, "backend", None) or settings.AUTHENTICATION_BACKENDS[0]
+        response = issue_response(lambda: services.begin_login(http_request, user, backend))
+        if response.status_code == status.HTTP_202_ACCEPTED:
+            response.data = LoginChallengeSerializer({**response.data, "second_factor_required": True}).data
+        return response
+
+
+class LoginVerifyView(SessionLoginAPIView):
+    @documented(
+        operation_id="emailotp_login_verify",
+        summary="Finish a login with the emailed code",
+        request=CodeSerializer,
+        responses={
+            200: LOGGED_IN,
+            400: OpenApiResponse(
+                ErrorSerializer,
+                "The code was not accepted; without a pending login (never started, expired, another session) the "
+                "answer is expired or invalid_code.",
+                [
+                    _error(ErrorCode.INVALID_CODE, "That code is not right.", attempts_remaining=4),
+                    _error(ErrorCode.EXPIRED, "That code has expired.", attempts_remaining=0),
+                    _error(ErrorCode.MALFORMED, "Enter the code as digits only.", field_errors={"code": ["..."]}),
+                ],
+            ),
+            403: CSRF_REFUSED,
+            **VERIFY_REFUSALS,
+            **BODY_ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        _sensitive(request._request)
+        serializer = CodeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            result = services.complete_login(request._request, serializer.validated_data["code"])
+        except LimiterUnavailable as exc:
+            return refusal(exc)
+        if not result.success:
+            return verification_failure(result, app_settings.MAX_ATTEMPTS)
+        return logged_in(request._request.user)
+
+
+class LoginBackupCodeView(SessionLoginAPIView):
+    @documented(
+        operation_id="emailotp_login_backup_code",
+        summary="Finish a login with a backup code",
+        request=LoginBackupCodeSerializer,
+        responses={
+            200: LOGGED_IN,
+            400: OpenApiResponse(
+                ErrorSerializer,
+                "Not a valid unused backup code (or no login is waiting in this session), or not shaped like one.",
+                BACKUP_CODE_ERRORS_DOC[400].examples,
+            ),
+            403: CSRF_REFUSED,
+            429: BACKUP_CODE_ERRORS_DOC[429],
+            **BODY_ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        _sensitive(request._request)
+        serializer = LoginBackupCodeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            result = services.complete_login_with_backup_code(request._request, serializer.validated_data["code"])
+        except LimiterUnavailable as exc:
+            return refusal(exc)
+        if not result.success:
+            return backup_code_failure(result)
+        return logged_in(request._request.user)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Email verification and change
+
+
+class EmailView(EmailOTPAPIView):
+    permission_classes = (IsAuthenticated,)
+
+    @documented(
+        operation_id="emailotp_email_request",
+        summary="Send a code that verifies an email address",
+        description="Without email: the account's own address. With change=true the verified address replaces the "
+        "account's (a fresh step-up is needed first, and the old address is told). The code confirms only this "
+        "address; finish at email/verify/ with the same session or token.",
+        request=EmailRequestSerializer,
+        examples=[
+            OpenApiExample("change", value={"email": "new@example.com", "change": True}, request_only=True),
+        ],
+        responses={
+            202: OpenApiResponse(
+                ChallengeSerializer,
+                "A code is on its way to the address.",
+                [
+                    OpenApiExample(
+                        "issued",
+                        value={
+                            "id": EXAMPLE_ID,
+                            "purpose": "verify_email",
+                            "expires_at": EXAMPLE_TIME,
+                            "resend_available_at": "2026-11-23T18:01:00Z",
+                            "email_hint": "n***@example.com",
+                        },
+                    )
+                ],
+            ),
+            400: OpenApiResponse(
+                ErrorSerializer,
+                "Not a valid address (or none for a change), or the account has no address to verify.",
+                [
+                    _error(
+                        ErrorCode.MALFORMED,
+                        "The request is not valid; see fields.",
+                        field_errors={"email": ["Enter a valid email address."]},
+                    ),
+                    _error(ErrorCode.UNSUPPORTED_PURPOSE, "Your account has no email address we can send a code to."),
+                ],
+            ),
+            401: STEP_UP_NEEDED,
+            **{k: v for k, v in ISSUE_ERRORS.items() if k in (403, 429, 503)},
+            **BODY_ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = EmailRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        change = serializer.validated_data["change"]
+        raw = serializer.validated_data.get("email")
+        if raw is not None or change:
+            try:
+                raw = clean_address(raw)
+            except NoEmailAddress:
+                return invalid_address()
+        if change:
+            StepUpRequired().has_permission(request, self)  # raises StepUpRequiredError without a fresh grant
+        user: Any = request.user
+        return issue_response(
+            lambda: services.request_email_verification(
+                user, raw if raw is not None else services.destination_for(user, None), request=request, change=change
+            )
+        )
+
+
+class EmailVerifyView(EmailOTPAPIView):
+    permission_classes = (IsAuthenticated,)
+
+    @documented(
+        operation_id="emailotp_email_verify",
+        summary="Verify an email address with the code",
+        description="Checks the code of the newest email/ request made with this session or token.",
+        request=CodeSerializer,
+        responses={
+            200: OpenApiResponse(
+                EmailVerifiedSerializer,
+                "The address is verified (and, for a change, is now the account's).",
+                [OpenApiExample("changed", value={"verified": True, "email": "new@example.com", "changed": True})],
+            ),
+            400: OpenApiResponse(
+                ErrorSerializer,
+                "The code was not accepted (no request for a code answers like a wrong code).",
+                [
+                    _error(ErrorCode.INVALID_CODE, "That code is not right.", attempts_remaining=4),
+                    _error(ErrorCode.SUPERSEDED, "A newer code was sent.", attempts_remaining=0),
+                    _error(ErrorCode.MALFORMED, "Enter the code as digits only.", field_errors={"code": ["..."]}),
+                ],
+            ),
+            401: ISSUE_ERRORS[401],
+            403: ISSUE_ERRORS[403],
+            409: OpenApiResponse(
+                ErrorSerializer,
+                "The code was right, but another account now uses the address: nothing changed.",
+                [_error(ErrorCode.EMAIL_IN_USE, "That address is already used by another account.")],
+            ),
+            **VERIFY_REFUSALS,
+            **BODY_ERRORS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        _sensitive(request._request)
+        serializer = CodeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        challenge = services.latest_email_verification(request)
+        try:
+            confirmation = services.confirm_email(
+                request, challenge.pk if challenge is not None else "", serializer.validated_data["code"]
+            )
+        except LimiterUnavailable as exc:
+            return refusal(exc)
+        if confirmation.in_use:
+            return Response(error_body(ErrorCode.EMAIL_IN_USE, EMAIL_IN_USE), status=status.HTTP_409_CONFLICT)
+        if not confirmation.success:
+            return verification_failure(confirmation.verification, app_settings.MAX_ATTEMPTS)
+        body = {"verified": True, "email": confirmation.email, "changed": confirmation.changed}
+        return Response(EmailVerifiedSerializer(body).data)
