@@ -23,7 +23,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, connections, transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.crypto import constant_time_compare
 
 from django_emailotp import audit, delivery, limits, notices, purposes, signals
@@ -385,10 +385,13 @@ BACKGROUND_SENDS: list[threading.Thread] = []
 
 def _send_in_background(challenge_id: uuid.UUID) -> None:
     """In-process delivery on a thread of its own: failures are recorded by deliver_challenge, never raised."""
+    # The active language is per thread: carry the request's over, so the email speaks the page's language.
+    language = translation.get_language()
 
     def run() -> None:
         try:
-            deliver_challenge(challenge_id, final=True)
+            with translation.override(language):
+                deliver_challenge(challenge_id, final=True)
         except Exception:
             logger.exception("emailotp: background delivery of challenge %s failed", challenge_id)
         finally:
