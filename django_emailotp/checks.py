@@ -507,7 +507,7 @@ def check_backup_codes(app_configs: Sequence[AppConfig] | None = None, **kwargs:
 
 @register(Tags.security)
 def check_notices(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    """Security notices emailed to users (notices.py)."""
+    """Security notices emailed to users (services/notices.py)."""
     errors: list[CheckMessage] = []
     if not isinstance(app_settings.NOTIFY_USERS, bool):
         errors.append(_message("E036"))

@@ -1,4 +1,5 @@
-"""Building the code email and classifying send failures. Queueing lives in ``tasks.py``."""
+"""Building the code email, checking and masking addresses, classifying send failures. Sending is in
+``services/delivery.py``."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ def send_code_email(self, challenge_id: str) -> str:  # type: ignore[no-untyped-
 )
 def send_notice_email(self, kind: str, user_id: object, context: dict[str, str | int], to: str | None = None) -> bool:  # type: ignore[no-untyped-def]
     """Send a security notice (no secrets inside); retried a few times if the mail server fails."""
-    from django_emailotp import notices
+    from django_emailotp.services import notices
 
     if not notices.send_notice(kind, user_id, context, to=to):
         raise self.retry(countdown=retry_countdown(self.request.retries))

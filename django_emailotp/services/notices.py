@@ -1,8 +1,9 @@
-"""Security notices emailed to users: lockouts now, more kinds as flows land (SECURITY.md rule 13).
+"""Security notices emailed to users (SECURITY.md rule 13): lockout, success after wrong codes, backup codes used
+or regenerated, second factor on or off, email address changed.
 
 A notice never carries a secret: no code, no link that signs in. It goes out after the transaction commits,
-through Celery when ``EMAIL_OTP_DELIVERY = "celery"`` (the task gets the kind, the user id and plain strings),
-else in-process. Failures are logged, never raised: a notice must not break the request that caused it.
+through the queue (``dispatch``) when there is one, else in-process. Failures are logged, never raised: a notice
+must not break the request that caused it. Writes ``notice_sent`` audit rows.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from django.db import transaction
 from django.template.loader import render_to_string
 
 from django_emailotp import audit
-from django_emailotp.conf import DELIVERY_SYNC, app_settings
+from django_emailotp.conf import app_settings
 from django_emailotp.crypto import email_pseudonym
 from django_emailotp.delivery import clean_address
 from django_emailotp.exceptions import DeliveryUnavailable
 from django_emailotp.models import AuditEventType, AuditOutcome
+from django_emailotp.services import dispatch
 
 logger = logging.getLogger("django_emailotp")
 
@@ -82,13 +84,12 @@ def notify(user: Any, kind: str, context: dict[str, Any], *, to: str | None = No
 
 
 def _dispatch(kind: str, user_id: Any, context: dict[str, str | int], to: str | None = None) -> None:
-    if app_settings.DELIVERY == DELIVERY_SYNC:
+    queue = dispatch.queue()
+    if queue is None:
         send_notice(kind, user_id, context, to=to)
         return
-    from django_emailotp.tasks import enqueue_notice
-
     try:
-        enqueue_notice(kind, user_id, context, to=to)
+        queue.enqueue_notice(kind, user_id, context, to=to)
     except DeliveryUnavailable:  # the broker is down: send it here rather than lose it
         logger.warning("emailotp: queueing a %s notice failed; sending it in-process", kind)
         send_notice(kind, user_id, context, to=to)
