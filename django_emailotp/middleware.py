@@ -11,28 +11,22 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.urls import NoReverseMatch, reverse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.translation import gettext_lazy as _
 
-from django_emailotp import replay, services
+from django_emailotp import services
 from django_emailotp.conf import app_settings
 from django_emailotp.decorators import is_exempt, requirement_of
 from django_emailotp.models import StepUpGrant
 from django_emailotp.purposes import STEP_UP
 from django_emailotp.services import StepUpRequirement
+from django_emailotp.step_up import is_navigation, step_up_response, wants_json
 
 APP_NAMESPACE = "emailotp"
-# An HTTP auth-scheme token (RFC 9110 token characters).
-AUTH_SCHEME_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,32}")
 SIGN_IN_FIRST = _("Sign in first.")
-STEP_UP_NEEDED = _("Confirm it is you with a code sent to your email address first.")
-# RFC 6750 limits error_description to printable ASCII without quotes or backslashes; kept untranslated.
-STEP_UP_NEEDED_HEADER = "A fresh email one-time code is required"
 
 
 def _is_drf_view(view_func: Callable[..., Any]) -> bool:
@@ -41,16 +35,20 @@ def _is_drf_view(view_func: Callable[..., Any]) -> bool:
 
 
 def step_up_permission_of(view_func: Callable[..., Any]) -> StepUpRequirement | None:
-    """The requirement of a DRF view's ``StepUpRequired`` permission class, or None."""
+    """The requirement of a DRF view's step-up permission class (``StepUpRequired``), or None.
+
+    Recognised by the ``step_up_requirement()`` classmethod it exposes rather than by its class: the permission
+    imports what it shares with this module from ``step_up``, and neither imports the other.
+    """
     if not _is_drf_view(view_func):
         return None
-    from django_emailotp.api.permissions import StepUpRequired
-
     initkwargs = getattr(view_func, "initkwargs", {})
     permissions: Any = initkwargs.get("permission_classes", view_func.cls.permission_classes)  # type: ignore[attr-defined]
     for permission in permissions:
-        if isinstance(permission, type) and issubclass(permission, StepUpRequired):
-            return StepUpRequirement(permission.purpose, permission.max_age, permission.single_use)
+        step_up_requirement = getattr(permission, "step_up_requirement", None)
+        if isinstance(permission, type) and callable(step_up_requirement):
+            requirement: StepUpRequirement = step_up_requirement()
+            return requirement
     return None
 
 
@@ -126,26 +124,6 @@ def requirement_for(request: HttpRequest, view_func: Callable[..., Any]) -> Step
     return StepUpRequirement() if matches_protected_urls(request, patterns) else None
 
 
-def wants_json(request: HttpRequest) -> bool:
-    """API clients: they ask for JSON and not HTML, or authenticate with an Authorization header."""
-    if "HTTP_AUTHORIZATION" in request.META:
-        return True
-    return request.accepts("application/json") and not request.accepts("text/html")
-
-
-def is_navigation(request: HttpRequest) -> bool:
-    """A browser loading a page: GET, asking for HTML by name (fetch() and API clients send */* or JSON)."""
-    accept = request.META.get("HTTP_ACCEPT", "")
-    return request.method in ("GET", "HEAD") and "text/html" in accept and not wants_json(request)
-
-
-def step_up_url(purpose: str, next_url: str, replay_token: str | None = None) -> str:
-    query = {"purpose": purpose, "next": next_url}
-    if replay_token:
-        query["replay"] = replay_token
-    return f"{reverse('emailotp:verify')}?{urlencode(query)}"
-
-
 class EmailOTPMiddleware(MiddlewareMixin):
     def process_request(self, request: HttpRequest) -> None:
         request.emailotp = StepUpState(request)  # type: ignore[attr-defined]
@@ -180,51 +158,3 @@ class EmailOTPMiddleware(MiddlewareMixin):
             return None
         services.record_step_up_required(subject, requirement)
         return step_up_response(subject, requirement)
-
-
-def challenge_url(requirement: StepUpRequirement, next_url: str, *, api: bool) -> str:
-    """Where to start step-up: the API's challenge endpoint for API clients when it is installed, else the page."""
-    if api:
-        try:
-            return reverse("emailotp-api:challenge-create")
-        except NoReverseMatch:
-            pass
-    return step_up_url(requirement.purpose, next_url)
-
-
-def step_up_challenge(
-    request: HttpRequest, requirement: StepUpRequirement, *, api: bool
-) -> tuple[dict[str, Any], str | None]:
-    """The 401 body, and the RFC 9470 WWW-Authenticate value when the client sent a token-style credential."""
-    body = {
-        "error": "step_up_required",
-        "message": str(STEP_UP_NEEDED),
-        "purpose": requirement.purpose,
-        "max_age": requirement.window,
-        "challenge_url": challenge_url(requirement, request.get_full_path(), api=api),
-    }
-    scheme = request.META.get("HTTP_AUTHORIZATION", "").split(" ", 1)[0]
-    if not scheme or scheme.lower() == "basic":
-        return body, None
-    if not AUTH_SCHEME_RE.fullmatch(scheme):  # never echo arbitrary client text into a header
-        scheme = "Bearer"
-    header = (
-        f'{scheme} error="insufficient_user_authentication", '
-        f'error_description="{STEP_UP_NEEDED_HEADER}", max_age="{requirement.window}"'
-    )
-    return body, header
-
-
-def step_up_response(request: HttpRequest, requirement: StepUpRequirement) -> HttpResponse:
-    """401 JSON for API clients; for browsers a redirect to the prompt, keeping a POST for replay."""
-    if wants_json(request):
-        body, header = step_up_challenge(request, requirement, api=True)
-        response = JsonResponse(body, status=401)
-        response["Cache-Control"] = "no-store"
-        if header:
-            response["WWW-Authenticate"] = header
-        return response
-    if request.method == "POST":
-        token = replay.save(request, requirement.action_for(request))
-        return HttpResponseRedirect(step_up_url(requirement.purpose, request.path, token))
-    return HttpResponseRedirect(step_up_url(requirement.purpose, request.get_full_path()))

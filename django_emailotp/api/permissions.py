@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from rest_framework import exceptions, status
@@ -11,9 +12,9 @@ from rest_framework.permissions import BasePermission
 from django_emailotp import services
 from django_emailotp.conf import app_settings
 from django_emailotp.exceptions import ActionNotDescribed
-from django_emailotp.middleware import step_up_challenge
 from django_emailotp.purposes import STEP_UP
 from django_emailotp.services import StepUpRequirement
+from django_emailotp.step_up import step_up_challenge
 
 
 class StepUpRequiredError(exceptions.APIException):
@@ -59,12 +60,19 @@ class StepUpRequired(BasePermission):
         }
         return type(f"StepUpRequired[{purpose}]", (cls,), options)
 
+    @classmethod
+    def step_up_requirement(cls) -> StepUpRequirement:
+        """The purpose, window and single use asked for, without the action (it is described per request).
+
+        The middleware recognises step-up permissions by this classmethod, to prompt a browser navigating to the
+        view; it does not import this module.
+        """
+        return StepUpRequirement(purpose=cls.purpose, max_age=cls.max_age, single_use=cls.single_use)
+
     def has_permission(self, request: Any, view: Any) -> bool:
         if not request.user or not request.user.is_authenticated:
             return False
-        requirement = StepUpRequirement(
-            purpose=self.purpose, max_age=self.max_age, single_use=self.single_use, action=self.action
-        )
+        requirement = replace(self.step_up_requirement(), action=self.action)
         try:
             return self._check(request, requirement)
         except ActionNotDescribed as exc:
