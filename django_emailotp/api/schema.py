@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.urls import include, path
@@ -19,19 +20,16 @@ SCHEMA_SETTINGS = {
 }
 
 
-def api_patterns(prefix: str) -> list[Any]:
-    from django_emailotp.api import urls
-
-    routes = [pattern for pattern in urls.urlpatterns if getattr(pattern, "name", None) != "schema"]
-    return [path(prefix, include((routes, urls.app_name)))]
-
-
 class SchemaView(SpectacularAPIView):
+    """The schema of ``routes`` under ``namespace``: the URLconf hands them in (``as_view(routes=...)``)."""
+
     custom_settings = SCHEMA_SETTINGS
     # The schema endpoint itself is not an operation of the API (and drf-spectacular's deploy check would warn).
     schema = None
+    routes: Sequence[Any] = ()
+    namespace: str = ""
 
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         route = request.resolver_match.route if request.resolver_match else ""
-        self.patterns = api_patterns(route.removesuffix("schema/"))
+        self.patterns = [path(route.removesuffix("schema/"), include((list(self.routes), self.namespace)))]
         return super().get(request, *args, **kwargs)

@@ -7,7 +7,8 @@ from django_emailotp.api.schema import SchemaView
 
 app_name = "emailotp-api"
 
-urlpatterns = [
+# The operations, in the order the schema lists them.
+routes = [
     path("challenges/", views.ChallengeCreateView.as_view(), name="challenge-create"),
     # str, not uuid: a malformed id must answer like a wrong code, not with an HTML 404.
     path("challenges/<str:challenge_id>/verify/", views.ChallengeVerifyView.as_view(), name="challenge-verify"),
@@ -20,5 +21,5 @@ urlpatterns = [
     path("login/backup-code/", views.LoginBackupCodeView.as_view(), name="login-backup-code"),
     path("email/", views.EmailView.as_view(), name="email"),
     path("email/verify/", views.EmailVerifyView.as_view(), name="email-verify"),
-    path("schema/", SchemaView.as_view(), name="schema"),
 ]
+urlpatterns = [*routes, path("schema/", SchemaView.as_view(routes=routes, namespace=app_name), name="schema")]
