@@ -15,8 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from django_emailotp.exceptions import LockedOut, RateLimited
-from django_emailotp.services import VerificationResult, VerifyReason
-from django_emailotp.texts import LIMITER_DOWN, LOCKED_OUT, RATE_LIMITED, VERIFY_ERRORS
+from django_emailotp.services import BackupCodeReason, BackupCodeResult, VerificationResult, VerifyReason
+from django_emailotp.texts import BACKUP_CODE_ERRORS, LIMITER_DOWN, LOCKED_OUT, RATE_LIMITED, VERIFY_ERRORS
 
 
 class ErrorCode(enum.StrEnum):
@@ -92,6 +92,15 @@ def verification_failure(result: VerificationResult, max_attempts: int) -> Respo
         return Response(body, status=status.HTTP_400_BAD_REQUEST)
     remaining = max_attempts - 1 if result.reason in DISGUISED_AS_WRONG_CODE else result.attempts_remaining
     return Response(error_body(code, message, attempts_remaining=remaining), status=status.HTTP_400_BAD_REQUEST)
+
+
+def backup_code_failure(result: BackupCodeResult) -> Response:
+    """429 with Retry-After past the backup-code throttle; else 400 (malformed, or not a valid unused code)."""
+    if result.reason == BackupCodeReason.RATE_LIMITED:
+        body = error_body(ErrorCode.RATE_LIMITED, BACKUP_CODE_ERRORS["rate_limited"], retry_after=result.retry_after)
+        return Response(body, status=429, headers={"Retry-After": str(result.retry_after)})
+    code = ErrorCode.MALFORMED if result.reason == BackupCodeReason.MALFORMED else ErrorCode.INVALID_BACKUP_CODE
+    return Response(error_body(code, BACKUP_CODE_ERRORS[str(result.reason)]), status=400)
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
