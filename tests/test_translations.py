@@ -1,17 +1,21 @@
-"""The German translation: pages, the code email and API errors come out in German, and the catalog is complete.
+"""The shipped translations: every catalog is complete and compiled; pages, the code email and API errors come out
+in German.
 
-The catalog test reads django_emailotp/locale/de/LC_MESSAGES/django.po and asks Django's translation machinery (which
-reads the compiled django.mo) for every entry, so a .po edited without running compilemessages fails too.
+The catalog tests read each django_emailotp/locale/<locale>/LC_MESSAGES/django.po and ask Django's translation
+machinery (which reads the compiled django.mo) for every entry and every plural form, so a .po edited without running
+compilemessages fails too.
 """
 
 from __future__ import annotations
 
 import ast
+import gettext
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 import time_machine
 from django.core.mail import EmailMessage
@@ -24,10 +28,19 @@ from django_emailotp.models import Challenge
 from tests.conftest import code_from
 from tests.test_issue import T0, Capture
 
-PO_FILE = Path(django_emailotp.__file__).parent / "locale" / "de" / "LC_MESSAGES" / "django.po"
-# German words that are spelled exactly like the English msgid.
-SAME_IN_GERMAN = {"Browser"}
-PLACEHOLDER = re.compile(r"%\(\w+\)[sd]")
+LOCALE_DIR = Path(django_emailotp.__file__).parent / "locale"
+LOCALES = sorted(path.parent.parent.name for path in LOCALE_DIR.glob("*/LC_MESSAGES/django.po"))
+# Words spelled exactly like the English msgid, per locale.
+SAME_AS_ENGLISH = {"de": {"Browser"}}
+PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|%[sd]|\{\w*\}")
+
+
+def po_file(locale: str) -> Path:
+    return LOCALE_DIR / locale / "LC_MESSAGES" / "django.po"
+
+
+def placeholders(text: str) -> list[str]:
+    return sorted(PLACEHOLDER.findall(text))
 
 
 @pytest.fixture(autouse=True)
@@ -37,10 +50,10 @@ def _language_restored() -> Iterator[None]:
         yield
 
 
-def po_entries() -> list[dict[str, Any]]:
-    """Every entry of the .po file (the header excluded): msgid, msgid_plural, msgstr / msgstr[n] and flags."""
+def po_entries(path: Path) -> list[dict[str, Any]]:
+    """Every entry of a .po file (the header excluded): msgid, msgid_plural, msgstr / msgstr[n] and flags."""
     entries: list[dict[str, Any]] = []
-    for block in PO_FILE.read_text(encoding="utf-8").split("\n\n"):
+    for block in path.read_text(encoding="utf-8").split("\n\n"):
         entry: dict[str, Any] = {"flags": []}
         key = ""
         for line in block.strip().splitlines():
@@ -58,32 +71,65 @@ def po_entries() -> list[dict[str, Any]]:
     return entries
 
 
-def test_every_entry_is_translated_and_compiled() -> None:
-    entries = po_entries()
+def header_fields(path: Path) -> dict[str, str]:
+    """The header entry of a .po file as a dict: {"Language": "de", "Plural-Forms": "nplurals=2; ...", ...}."""
+    header = path.read_text(encoding="utf-8").split("\n\n")[0]
+    text = "".join(ast.literal_eval(line) for line in header.splitlines() if line.startswith('"'))
+    return dict(field.split(": ", 1) for field in text.splitlines())
+
+
+def test_every_locale_is_checked() -> None:
+    assert {"de", "ja", "zh_Hans", "ar", "ko"} <= set(LOCALES)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_every_entry_is_translated_and_compiled(locale: str) -> None:
+    entries = po_entries(po_file(locale))
     assert len(entries) > 300
-    with translation.override("de"):
+    plural_forms = header_fields(po_file(locale))["Plural-Forms"]
+    nplurals = int(plural_forms.split(";")[0].removeprefix("nplurals="))
+    plural = gettext.c2py(plural_forms.partition("plural=")[2].rstrip(";"))
+    # The smallest count that picks each plural form, so that ngettext is asked for every form.
+    count_for_form: dict[int, int] = {}
+    for n in range(200):
+        count_for_form.setdefault(plural(n), n)
+    assert sorted(count_for_form) == list(range(nplurals))
+    with translation.override(translation.to_language(locale)):
         for entry in entries:
             msgid = entry["msgid"]
             assert "fuzzy" not in entry["flags"], msgid
             if "msgid_plural" in entry:
-                forms = [(entry["msgstr[0]"], msgid, 1), (entry["msgstr[1]"], entry["msgid_plural"], 2)]
-                for msgstr, english, n in forms:
-                    assert msgstr, msgid
-                    assert translation.ngettext(msgid, entry["msgid_plural"], n) == msgstr
-                    assert sorted(PLACEHOLDER.findall(msgstr)) == sorted(PLACEHOLDER.findall(english)), msgid
+                assert sorted(key for key in entry if key.startswith("msgstr[")) == [
+                    f"msgstr[{form}]" for form in range(nplurals)
+                ], msgid
+                for form, n in count_for_form.items():
+                    msgstr = entry[f"msgstr[{form}]"]
+                    english = msgid if n == 1 else entry["msgid_plural"]
+                    assert msgstr, (msgid, form)
+                    assert translation.ngettext(msgid, entry["msgid_plural"], n) == msgstr, (msgid, n)
+                    assert placeholders(msgstr) == placeholders(english), (msgid, form)
             else:
                 msgstr = entry["msgstr"]
                 assert msgstr, msgid
-                assert msgstr != msgid or msgid in SAME_IN_GERMAN, msgid
+                assert msgstr != msgid or msgid in SAME_AS_ENGLISH.get(locale, set()), msgid
                 assert translation.gettext(msgid) == msgstr, msgid
-                assert sorted(PLACEHOLDER.findall(msgstr)) == sorted(PLACEHOLDER.findall(msgid)), msgid
+                assert placeholders(msgstr) == placeholders(msgid), msgid
 
 
-def test_the_header_declares_german_plurals() -> None:
-    header = PO_FILE.read_text(encoding="utf-8").split("\n\n")[0]
-    assert '"Language: de\\n"' in header
-    assert '"Plural-Forms: nplurals=2; plural=(n != 1);\\n"' in header
-    assert "fuzzy" not in header
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_header_declares_the_language_and_djangos_plural_forms(locale: str) -> None:
+    """Plural-Forms must be the formula Django's own catalog uses for the language (German: n != 1)."""
+    fields = header_fields(po_file(locale))
+    djangos = header_fields(Path(django.__file__).parent / "conf" / "locale" / locale / "LC_MESSAGES" / "django.po")
+    assert fields["Language"] == locale
+    assert fields["Plural-Forms"] == djangos["Plural-Forms"]
+    assert fields["Last-Translator"] == "django-emailotp developers"
+    assert fields["Language-Team"] not in {"", "LANGUAGE <LL@li.org>"}
+    assert "fuzzy" not in po_file(locale).read_text(encoding="utf-8").split("\n\n")[0]
+
+
+def test_german_plural_forms() -> None:
+    assert header_fields(po_file("de"))["Plural-Forms"] == "nplurals=2; plural=(n != 1);"
 
 
 def test_code_email_in_german(
