@@ -33,6 +33,7 @@ LOCALES = sorted(path.parent.parent.name for path in LOCALE_DIR.glob("*/LC_MESSA
 # Words spelled exactly like the English msgid, per locale.
 SAME_AS_ENGLISH = {
     "de": {"Browser"},
+    "es": {"Total"},
     "fr": {"Total", "information"},
 }
 # Placeholders, and the HTML tags and entities some texts carry: each must come through translation unchanged.
