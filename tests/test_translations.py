@@ -35,6 +35,7 @@ SAME_AS_ENGLISH = {
     "de": {"Browser"},
     "es": {"Total"},
     "fr": {"Total", "information"},
+    "it": {"Browser", "user agent"},
 }
 # Placeholders, and the HTML tags and entities some texts carry: each must come through translation unchanged.
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|%[sd]|\{\w*\}|</?\w+[^>]*>|&#?\w+;")
