@@ -10,6 +10,7 @@ ever sent the code: the challenge stayed ``queued``.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.utils import timezone
 
-from django_emailotp import services
+from django_emailotp import services, texts
 from django_emailotp.conf import app_settings
 from django_emailotp.models import AuditEvent, AuditEventType, Challenge, DeliveryStatus
 from django_emailotp.services import SweepReport, issue_challenge, sweep_deliveries, verify_challenge
@@ -185,3 +186,36 @@ def test_two_sweeps_at_once_over_the_same_stuck_rows_send_each_email_once(
         assert trail(challenge) == [(ISSUED, ""), (REDISPATCHED, "lease_expired"), (SENT, "")]
         row = Challenge.objects.get(pk=challenge.pk)
         assert (row.delivery_status, row.delivery_attempts) == (DeliveryStatus.SENT, 1)
+
+
+def test_a_broker_down_at_issue_time_answers_503_and_nothing_is_sent_later_by_surprise(
+    broker: str, queue: str, smtp_server: SMTPServer, tmp_path: Path, django_db_setup: None
+) -> None:
+    smtp = smtp_server.handler
+    smtp.reset()
+    user = UserFactory(username="alice", email="alice@example.com")
+    client = Client()
+    client.force_login(user)
+    with socket.socket() as placeholder:  # a broker address that refuses connections
+        placeholder.bind(("127.0.0.1", 0))
+        dead = "redis" if broker == "redis" else "amqp"
+        with broker_at(f"{dead}://127.0.0.1:{placeholder.getsockname()[1]}//"):
+            api = client.post("/api/otp/challenges/", {"purpose": "step_up"}, content_type="application/json")
+            page = client.post("/otp/send/", {"purpose": "step_up"}, follow=True)
+
+    assert (api.status_code, api["Retry-After"], api.json()["error"]) == (503, "60", "delivery_unavailable")
+    assert page.status_code == 200
+    assert str(texts.DELIVERY_DOWN) in page.content.decode()
+    failed = list(Challenge.objects.filter(user=user).order_by("created_at"))
+    assert [row.delivery_status for row in failed] == [DeliveryStatus.FAILED, DeliveryStatus.FAILED]
+    assert [row.delivery_deadline for row in failed] == [None, None]
+
+    # The broker is back, a worker runs, the sweep runs long after the lease: the user was told no code went
+    # out, so none goes out now.
+    with running_worker(tmp_path, {"EMAIL_URL": smtp_server.url}, broker=broker, queue=queue) as worker:
+        assert sweep_deliveries(timezone.now() + timedelta(seconds=app_settings.CODE_TTL - 1)) == SweepReport()
+        probe = issue_challenge(user=UserFactory(username="bob", email="bob@example.com"), purpose="step_up")
+        wait_for_sent(probe, worker)  # one worker, one queue, in order: anything queued before would have gone first
+
+    assert [message["To"] for message in smtp.messages()] == ["bob@example.com"]
+    assert [row.delivery_status for row in Challenge.objects.filter(user=user)] == [DeliveryStatus.FAILED] * 2

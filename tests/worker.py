@@ -273,7 +273,15 @@ class TasksWorker:
 def running_tasks_worker(log_dir: Path, env: dict[str, str]) -> Iterator[TasksWorker]:
     """Start ``manage.py db_worker`` (django-tasks-db) polling every 0.05 s; always stop it afterwards."""
     log_path = log_dir / f"db-worker-{uuid.uuid4().hex[:8]}.log"
-    command = [sys.executable, "manage.py", "db_worker", "--interval=0.05", "--no-startup-delay", "--verbosity=3"]
+    command = [
+        sys.executable,
+        "manage.py",
+        "db_worker",
+        "--interval=0.05",
+        "--no-startup-delay",
+        "--no-reload",
+        "--verbosity=3",
+    ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=worker_environment(env), stdout=log, stderr=subprocess.STDOUT)
     worker = TasksWorker(process, log_path)
