@@ -8,6 +8,7 @@ code appears in the terminal). Environment variables switch it to real services:
 - ``CELERY_BROKER_URL``  another broker for Celery, e.g. amqp://guest:guest@127.0.0.1:5672// for RabbitMQ
 - ``EMAIL_URL``     smtp://host:port to send through an SMTP server instead of the console
 - ``ANYMAIL_ESP``   an anymail backend name such as "postmark", with ``ANYMAIL_<ESP>_...`` credentials
+- ``EMAIL_OTP_DELIVERY``  "tasks" for Django's Tasks framework (django-tasks-db's database backend), or "sync"
 """
 
 from __future__ import annotations
@@ -116,6 +117,14 @@ else:
     # The embedded default is one process (runserver, the test run), where LocMem's rate-limit counters are exact.
     # emailotp.E024 / W006 say LocMem is no store for a deployment; with REDIS_URL set they stay on.
     SILENCED_SYSTEM_CHECKS += ["emailotp.E024", "emailotp.W006"]
+
+# EMAIL_OTP_DELIVERY=tasks: Django's Tasks framework with django-tasks-db's database backend (run its worker with
+# "python manage.py db_worker", and "python manage.py emailotp_sweep" from cron every minute).
+if EMAIL_OTP_DELIVERY == "tasks" and importlib.util.find_spec("django_tasks_db") is not None:
+    if importlib.util.find_spec("django.tasks") is None:  # Django 5.2: the backport
+        INSTALLED_APPS.append("django_tasks")
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 EMAIL_URL = os.environ.get("EMAIL_URL")
 ANYMAIL_ESP = os.environ.get("ANYMAIL_ESP")
