@@ -20,9 +20,9 @@ from django_emailotp import services
 from django_emailotp.models import Notice
 from django_emailotp.services import VerifyReason, confirm_email, issue_challenge, verify_challenge
 from django_emailotp.tasks import purge_expired_records, sweep_deliveries
-from tests.conftest import code_from
+from tests.conftest import BROKERS, code_from
 from tests.factories import UserFactory
-from tests.worker import BROKERS, broker_at, broker_url, forget_queues, new_queue_name, raw_messages
+from tests.worker import broker_at, broker_url, forget_queues, new_queue_name, raw_messages
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 

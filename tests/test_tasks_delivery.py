@@ -75,6 +75,13 @@ def tasks_delivery() -> Iterator[None]:
         yield
 
 
+def on_the_db_worker(test: Any) -> Any:
+    """Marks a test that runs the database backend's worker process on PostgreSQL, with "tasks" delivery."""
+    for mark in (pytest.mark.usefixtures("tasks_delivery"), pytest.mark.django_db(transaction=True)):
+        test = mark(test)
+    return pytest.mark.worker(pytest.mark.postgres(test))
+
+
 def stored_task_arguments() -> list[Any]:
     """The arguments of every task the database backend holds, as stored (its "broker message")."""
     from django_tasks_db.models import DBTaskResult
@@ -90,10 +97,7 @@ def wait_for(challenge: Challenge, event: AuditEventType, worker: TasksWorker) -
     )
 
 
-@pytest.mark.usefixtures("tasks_delivery")
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.postgres
-@pytest.mark.worker
+@on_the_db_worker
 def test_the_database_backend_worker_delivers_the_code_and_the_task_carries_only_ids(
     smtp_server: SMTPServer, tmp_path: Path, django_db_setup: None
 ) -> None:
@@ -115,10 +119,7 @@ def test_the_database_backend_worker_delivers_the_code_and_the_task_carries_only
     assert verify_challenge(challenge.pk, code_in(message)).success
 
 
-@pytest.mark.usefixtures("tasks_delivery")
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.postgres
-@pytest.mark.worker
+@on_the_db_worker
 def test_an_smtp_outage_ends_in_failed_after_exactly_the_configured_retries(
     tmp_path: Path, django_db_setup: None
 ) -> None:
@@ -145,10 +146,7 @@ def test_an_smtp_outage_ends_in_failed_after_exactly_the_configured_retries(
     assert finals == [False] * retries + [True]
 
 
-@pytest.mark.usefixtures("tasks_delivery")
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.postgres
-@pytest.mark.worker
+@on_the_db_worker
 def test_kill_9_of_the_db_worker_mid_send_then_a_restart_and_one_sweep_deliver_exactly_once(
     smtp_server: SMTPServer, tmp_path: Path, django_db_setup: None
 ) -> None:

@@ -25,14 +25,9 @@ from tests.mailservers import (
     running_smtp_server,
     wait_until,
 )
-from tests.worker import BROKERS, Worker, broker_at, broker_url, forget_queues, raw_messages, running_worker
+from tests.worker import WORKER_TESTS, Worker, broker_at, broker_url, forget_queues, raw_messages, running_worker
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.worker,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = WORKER_TESTS
 
 ISSUED = AuditEventType.CHALLENGE_ISSUED
 SENT = AuditEventType.CHALLENGE_SENT
@@ -40,11 +35,6 @@ RETRY = AuditEventType.DELIVERY_RETRY
 FAILED = AuditEventType.DELIVERY_FAILED
 # Long enough for a retry to have happened: the test settings back off 0.025 to 0.2 s.
 NO_RETRY_GRACE = 1.0
-
-
-@pytest.fixture(scope="module", params=BROKERS)
-def broker(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture(scope="module")

@@ -28,14 +28,9 @@ from django_emailotp.services import SweepReport, issue_challenge, sweep_deliver
 from django_emailotp.tasks import send_code_email
 from tests.factories import UserFactory
 from tests.mailservers import SMTPServer, code_in, running_smtp_server, wait_until
-from tests.worker import BROKERS, Worker, broker_at, broker_url, forget_queues, new_queue_name, running_worker
+from tests.worker import WORKER_TESTS, Worker, broker_at, broker_url, forget_queues, new_queue_name, running_worker
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.worker,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = WORKER_TESTS
 
 ISSUED = AuditEventType.CHALLENGE_ISSUED
 SENT = AuditEventType.CHALLENGE_SENT
@@ -43,11 +38,6 @@ REDISPATCHED = AuditEventType.DELIVERY_REDISPATCHED
 # The SMTP server keeps the DATA of the send that is killed unanswered for this long (far past the kill).
 HOLD_SECONDS = 60.0
 TASK_ID = re.compile(r"Task emailotp\.send_code\[([0-9a-f-]{36})\] received")
-
-
-@pytest.fixture(scope="module", params=BROKERS)
-def broker(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture(scope="module")

@@ -22,25 +22,15 @@ from django_emailotp.services import issue_challenge
 from tests.factories import UserFactory
 from tests.mailservers import wait_until
 from tests.signal_probe import recorded
-from tests.worker import BROKERS, Worker, broker_at, broker_url, running_worker
+from tests.worker import WORKER_TESTS, Worker, broker_at, broker_url, running_worker
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.worker,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = WORKER_TESTS
 
 ISSUED = AuditEventType.CHALLENGE_ISSUED
 RETRY = AuditEventType.DELIVERY_RETRY
 FAILED = AuditEventType.DELIVERY_FAILED
 # Long enough for a further retry to have happened: the test settings back off 0.025 to 0.2 s.
 NO_RETRY_GRACE = 1.0
-
-
-@pytest.fixture(scope="module", params=BROKERS)
-def broker(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture(scope="module")

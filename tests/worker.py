@@ -38,7 +38,8 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
 
-BROKERS = ("redis", "rabbitmq")
+# What every module of real-worker tests is marked with.
+WORKER_TESTS = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def broker_url(broker: str) -> str:
