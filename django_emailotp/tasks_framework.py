@@ -11,11 +11,10 @@ and the outbox sweep (``manage.py emailotp_sweep`` from cron) recovers tries a d
 from __future__ import annotations
 
 import importlib.util
+import logging
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from django.utils import timezone
 
 from django_emailotp.conf import app_settings
 from django_emailotp.exceptions import DeliveryError, DeliveryUnavailable, MissingDependency
@@ -29,9 +28,13 @@ else:
         raise MissingDependency("django-tasks", "tasks", 'EMAIL_OTP_DELIVERY = "tasks" on Django 5.2') from exc
 
 NOTICE_RETRIES = 5
+logger = logging.getLogger("django_emailotp")
+# A task is checked against its backend when it is defined: a backend whose QUEUES lack "default" needs the
+# configured queue here already (enqueueing picks EMAIL_OTP_TASKS_QUEUE again, as it is then).
+QUEUE_NAME = app_settings.TASKS_QUEUE or "default"  # the framework's own default queue name
 
 
-@task()
+@task(queue_name=QUEUE_NAME)
 def send_code(challenge_id: str, attempt: int | None = None) -> str:
     """Send the code email for one challenge; a transient failure enqueues the next try after its backoff."""
     from django_emailotp import services
@@ -39,12 +42,14 @@ def send_code(challenge_id: str, attempt: int | None = None) -> str:
     try:
         return str(services.deliver_challenge(challenge_id, final=False, attempt=attempt))
     except DeliveryError as exc:
-        # If this enqueue fails, the row stays "retrying" with its deadline, and the sweep takes it over.
-        _enqueue(send_code, (challenge_id, exc.attempt), delay=exc.retry_in)
+        try:
+            _enqueue(send_code, (challenge_id, exc.attempt), delay=exc.retry_in)
+        except DeliveryUnavailable as refused:  # the row stays "retrying" with its deadline: the sweep takes over
+            logger.error("emailotp: the retry of challenge %s could not be enqueued: %s", challenge_id, refused)
         return "retrying"
 
 
-@task()
+@task(queue_name=QUEUE_NAME)
 def send_notice(notice_id: str, retries: int = 0) -> bool:
     """Send a stored security notice (no secrets inside); tried again a few times if the mail server fails."""
     from django_emailotp.services import delivery, notices
@@ -63,7 +68,7 @@ def _enqueue(job: Any, args: tuple[Any, ...], *, delay: float = 0.0) -> None:
         options["queue_name"] = app_settings.TASKS_QUEUE
     try:
         if delay and job.get_backend().supports_defer:
-            options["run_after"] = timezone.now() + timedelta(seconds=delay)
+            options["run_after"] = datetime.now(UTC) + timedelta(seconds=delay)  # aware, whatever USE_TZ says
         job.using(**options).enqueue(*args)
     except Exception as exc:  # the backend's own errors: a database, Redis or HTTP client that is down
         raise DeliveryUnavailable(f"The task backend could not take the job: {type(exc).__name__}: {exc}") from exc
