@@ -40,10 +40,12 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest
 
-# The same suite on PostgreSQL and Redis, with a real Celery worker and SMTP server (what CI runs second).
+# The same suite on PostgreSQL, Redis and RabbitMQ, with real Celery and Django Tasks workers and an SMTP server
+# (what CI runs second). The worker tests run on both brokers; each test run uses queues of its own.
 services-test: $(VENV)/.dev-installed
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/emailotp} \
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
+	RABBITMQ_URL=$${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672//} \
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95
 
 # The real-browser test of the step-up flow: Debian's chromium at /usr/bin/chromium driven by Playwright against the

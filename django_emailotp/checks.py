@@ -16,6 +16,7 @@ from django.urls import NoReverseMatch, reverse
 from django_emailotp.conf import (
     DELIVERY_CELERY,
     DELIVERY_SYNC,
+    DELIVERY_TASKS,
     FALLBACK_NONE,
     FALLBACK_SYNC,
     LOGIN_POLICIES,
@@ -69,8 +70,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The default is 60 seconds.",
     ),
     "E005": (
-        'EMAIL_OTP_DELIVERY must be "celery" or "sync".',
-        'Use "celery" to queue emails, or "sync" to send them in-process after the transaction commits.',
+        'EMAIL_OTP_DELIVERY must be "celery", "tasks" or "sync".',
+        'Use "celery" to queue emails with Celery, "tasks" to enqueue them with Django\'s Tasks framework, or '
+        '"sync" to send them in-process after the transaction commits.',
     ),
     "E006": (
         'EMAIL_OTP_DELIVERY is "celery" but Celery is not installed.',
@@ -241,6 +243,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "To send no notices at all, set EMAIL_OTP_NOTIFY_USERS = False.",
     ),
     # Deploy checks (manage.py check --deploy): Django's own settings that one-time codes lean on.
+    "E038": (
+        'EMAIL_OTP_DELIVERY is "tasks" but Django\'s Tasks framework is not available.',
+        "Django 6.0+ has it built in; on Django 5.2 pip install 'django-emailotp[tasks]' (the django-tasks "
+        'backport), or set EMAIL_OTP_DELIVERY = "celery" or "sync".',
+    ),
+    "E039": (
+        "EMAIL_OTP_DELIVERY_LEASE must be a whole number of seconds from 1 to below EMAIL_OTP_CODE_TTL.",
+        "A delivery that no worker finished within the lease is queued again by the sweep; past the code's "
+        "lifetime that is too late. The default is 60 seconds; keep it above your email backend's timeout.",
+    ),
+    "E040": (
+        "EMAIL_OTP_TASKS_QUEUE must be a queue name or None.",
+        "Leave it unset to use the task backend's default queue; a name must be listed in the backend's QUEUES.",
+    ),
     "W007": (
         "SESSION_COOKIE_SECURE is False, so the session cookie is also sent over plain HTTP.",
         "Set SESSION_COOKIE_SECURE = True. A code is bound to the session that asked for it and step-up grants "
@@ -310,10 +326,12 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
     if not _is_int(cooldown) or cooldown < 0 or (ttl_ok and cooldown > ttl):
         errors.append(_message("E004"))
     delivery = app_settings.DELIVERY
-    if delivery not in (DELIVERY_CELERY, DELIVERY_SYNC):
+    if delivery not in (DELIVERY_CELERY, DELIVERY_TASKS, DELIVERY_SYNC):
         errors.append(_message("E005"))
     elif delivery == DELIVERY_CELERY and importlib.util.find_spec("celery") is None:
         errors.append(_message("E006"))
+    elif delivery == DELIVERY_TASKS and not tasks_framework_available():
+        errors.append(_message("E038"))
     if not _valid_sender(app_settings.FROM_EMAIL):
         errors.append(_message("E007"))
     errors.extend(_check_site())
@@ -339,8 +357,19 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
     queue = app_settings.CELERY_QUEUE
     if queue is not None and (not isinstance(queue, str) or not queue):
         errors.append(_message("E016"))
+    lease = app_settings.DELIVERY_LEASE
+    if not _is_int(lease) or lease < 1 or (ttl_ok and lease >= ttl):
+        errors.append(_message("E039"))
+    tasks_queue = app_settings.TASKS_QUEUE
+    if tasks_queue is not None and (not isinstance(tasks_queue, str) or not tasks_queue):
+        errors.append(_message("E040"))
     errors.extend(_check_step_up())
     return errors
+
+
+def tasks_framework_available() -> bool:
+    """``django.tasks`` (Django 6.0+) or the ``django-tasks`` backport can be imported."""
+    return any(importlib.util.find_spec(name) is not None for name in ("django.tasks", "django_tasks"))
 
 
 def _valid_patterns(patterns: Any) -> bool:

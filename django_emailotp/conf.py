@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 
 DELIVERY_CELERY = "celery"
+DELIVERY_TASKS = "tasks"
 DELIVERY_SYNC = "sync"
 FALLBACK_NONE = "none"
 FALLBACK_SYNC = "sync"
@@ -57,7 +58,8 @@ class AppSettings:
 
     @property
     def DELIVERY(self) -> str:
-        """``"celery"`` (queue a task) or ``"sync"`` (send in-process after the transaction commits)."""
+        """``"celery"`` (queue a Celery task), ``"tasks"`` (enqueue a Django Tasks task) or ``"sync"`` (send
+        in-process after the transaction commits)."""
         return _get("DELIVERY", DELIVERY_CELERY)
 
     @property
@@ -81,6 +83,11 @@ class AppSettings:
         return _get("DELIVERY_RETRY_BACKOFF_MAX", 60.0)
 
     @property
+    def DELIVERY_LEASE(self) -> int:
+        """Seconds a queued or in-flight delivery may take before the sweep hands it to the queue again."""
+        return _get("DELIVERY_LEASE", 60)
+
+    @property
     def BROKER_RETRY_POLICY(self) -> dict[str, float]:
         """kombu publish retry policy; kept short so a dead broker fails fast instead of hanging a request."""
         return _get("BROKER_RETRY_POLICY", DEFAULT_BROKER_RETRY_POLICY)
@@ -89,6 +96,11 @@ class AppSettings:
     def CELERY_QUEUE(self) -> str | None:
         """Queue for the send task; ``None`` uses Celery's default routing."""
         return _get("CELERY_QUEUE", None)
+
+    @property
+    def TASKS_QUEUE(self) -> str | None:
+        """Django Tasks queue name for the app's tasks (``EMAIL_OTP_DELIVERY = "tasks"``); ``None``: the default."""
+        return _get("TASKS_QUEUE", None)
 
     @property
     def FROM_EMAIL(self) -> str:

@@ -79,10 +79,16 @@ class DeliveryUnavailable(EmailOTPError):
 
 
 class DeliveryError(EmailOTPError):
-    """Sending a code email failed. ``transient`` says whether trying again may succeed."""
+    """Sending a code email failed. ``transient`` says whether trying again may succeed.
 
-    def __init__(self, message: str, *, transient: bool) -> None:
+    When the delivery is to be retried, ``attempt`` is the number of attempts made so far (the value the next
+    message must carry) and ``retry_in`` the seconds to wait first (exponential backoff with jitter).
+    """
+
+    def __init__(self, message: str, *, transient: bool, attempt: int = 0, retry_in: float = 0.0) -> None:
         self.transient = transient
+        self.attempt = attempt
+        self.retry_in = retry_in
         super().__init__(message)
 
 

@@ -66,6 +66,11 @@ class Challenge(models.Model):
         _("delivery status"), max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
     )
     delivery_attempts = models.PositiveSmallIntegerField(_("delivery attempts"), default=0)
+    # The outbox lease: while the delivery is queued or retrying, the time after which nothing finished it and the
+    # sweep (services.sweep_deliveries) may take it over. Null once the delivery has an outcome.
+    delivery_deadline = models.DateTimeField(_("delivery deadline"), null=True, blank=True)
+    # The class of the last send error ("SMTPServerDisconnected"); the audit rows keep the message.
+    delivery_error = models.CharField(_("last delivery error"), max_length=100, blank=True, default="")
     # False for a sign-in asked for an unknown address: the same rows and work, but no email goes out.
     send_email = models.BooleanField(_("email wanted"), default=True)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
@@ -86,6 +91,12 @@ class Challenge(models.Model):
             ),
             models.Index(fields=["esp_message_id"], name="emailotp_ch_esp_id"),
             models.Index(fields=["created_at"], name="emailotp_ch_created"),
+            # The sweep looks for deliveries whose lease ran out.
+            models.Index(
+                fields=["delivery_deadline"],
+                condition=Q(delivery_status__in=["queued", "retrying"], status="pending"),
+                name="emailotp_ch_outbox",
+            ),
         ]
         constraints: ClassVar[list[models.BaseConstraint]] = [
             models.UniqueConstraint(
@@ -118,6 +129,31 @@ class Challenge(models.Model):
         return timezone.now() >= self.expires_at
 
 
+class Notice(models.Model):
+    """A security notice waiting to be emailed: the outbox row its task reads by id (SECURITY.md rule 22).
+
+    The details (the replaced address, the IP address of a lockout, ...) stay in the database, never in a broker
+    message. The row is deleted once the notice is sent; the purge deletes any left after the challenge retention.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("user")
+    )
+    kind = models.CharField(_("kind"), max_length=32)
+    # An explicit recipient (the address an email change replaced); blank: the user's address when it is sent.
+    recipient = models.EmailField(_("recipient"), blank=True, default="")
+    context = models.JSONField(_("details"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("security notice")
+        verbose_name_plural = _("security notices")
+
+    def __str__(self) -> str:
+        return f"{self.kind} notice {self.id}"
+
+
 class AuditEventType(models.TextChoices):
     CHALLENGE_ISSUED = "challenge_issued", _("code issued")
     RESEND_THROTTLED = "resend_throttled", _("resend refused during cooldown")
@@ -125,6 +161,7 @@ class AuditEventType(models.TextChoices):
     DELIVERY_RETRY = "delivery_retry", _("code email retried after a transient failure")
     DELIVERY_FAILED = "delivery_failed", _("code email failed")
     DELIVERY_UNAVAILABLE = "delivery_unavailable", _("delivery pipeline unreachable")
+    DELIVERY_REDISPATCHED = "delivery_redispatched", _("code email queued again by the delivery sweep")
     VERIFY_SUCCEEDED = "verify_succeeded", _("code verified")
     VERIFY_FAILED = "verify_failed", _("code rejected")
     CHALLENGE_BURNED = "challenge_burned", _("code burned after too many attempts")

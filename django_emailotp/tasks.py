@@ -1,9 +1,10 @@
-"""Celery tasks. Thin: they carry a challenge id (never a code) and translate failures into retries."""
+"""Celery tasks. Thin: they carry ids and plain numbers only (SECURITY.md rule 22) and translate failures into
+retries; the services decide what to send, when a delivery has failed for good, and what a redelivered message
+may still do."""
 
 from __future__ import annotations
 
 import dataclasses
-import random
 import uuid
 from typing import Any
 
@@ -17,39 +18,42 @@ except ImportError as exc:  # pragma: no cover - exercised by the no-extras test
 
 from kombu.exceptions import OperationalError
 
-
-def retry_countdown(retries: int) -> float:
-    """Exponential backoff with full jitter: uniform in [base/2, min(max, base * 2**retries)]."""
-    ceiling = min(app_settings.DELIVERY_RETRY_BACKOFF_MAX, app_settings.DELIVERY_RETRY_BACKOFF * 2**retries)
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+NOTICE_RETRIES = 5
 
 
+# Celery's own autoretry_for / retry_backoff do not fit: they are fixed when the task is defined (our settings are
+# read on each use), count whole seconds only (int(max(1, retry_backoff))) and jitter down to zero. The retry limit
+# is the row's: deliver_challenge ends the delivery as failed on its last try, so max_retries is only a backstop.
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True, name="emailotp.send_code")
-def send_code_email(self, challenge_id: str) -> str:  # type: ignore[no-untyped-def]
+def send_code_email(self, challenge_id: str, attempt: int | None = None) -> str:  # type: ignore[no-untyped-def]
     """Send the code email for one challenge; retried on transient failures with backoff and jitter.
 
-    Safe to run twice (``acks_late`` redelivery): each run stores a new code's hash before sending, so only
-    the newest code is ever valid, and a challenge that is no longer pending is not sent.
+    Safe to run twice (``acks_late`` redelivery, the sweep): the try numbered ``attempt`` is claimed on the row, so
+    only one run sends it, and a challenge that is no longer pending is not sent.
     """
     from django_emailotp import services
 
-    final = self.request.retries >= app_settings.DELIVERY_MAX_RETRIES
     try:
-        return str(services.deliver_challenge(challenge_id, final=final))
+        return str(services.deliver_challenge(challenge_id, final=False, attempt=attempt))
     except DeliveryError as exc:
-        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries), max_retries=None) from exc
+        raise self.retry(
+            args=(challenge_id, exc.attempt),
+            exc=exc,
+            countdown=exc.retry_in,
+            max_retries=app_settings.DELIVERY_MAX_RETRIES,
+        ) from exc
 
 
-@shared_task(
-    bind=True, acks_late=True, ignore_result=True, name="emailotp.send_notice", max_retries=5, default_retry_delay=30
-)
-def send_notice_email(self, kind: str, user_id: object, context: dict[str, str | int], to: str | None = None) -> bool:  # type: ignore[no-untyped-def]
-    """Send a security notice (no secrets inside); retried a few times if the mail server fails."""
-    from django_emailotp.services import notices
+@shared_task(bind=True, acks_late=True, ignore_result=True, name="emailotp.send_notice")
+def send_notice_email(self, notice_id: str) -> bool:  # type: ignore[no-untyped-def]
+    """Send a stored security notice (no secrets inside); retried a few times if the mail server fails."""
+    from django_emailotp.services import delivery, notices
 
-    if not notices.send_notice(kind, user_id, context, to=to):
-        raise self.retry(countdown=retry_countdown(self.request.retries))
-    return True
+    if notices.send_notice(notice_id):
+        return True
+    if not notices.notice_pending(notice_id):  # sent by an earlier run of this message
+        return False
+    raise self.retry(countdown=delivery.retry_delay(self.request.retries + 1), max_retries=NOTICE_RETRIES)
 
 
 def _publish(task: Any, args: tuple[Any, ...]) -> None:
@@ -63,14 +67,14 @@ def _publish(task: Any, args: tuple[Any, ...]) -> None:
         raise DeliveryUnavailable(f"The message broker could not be reached: {exc}") from exc
 
 
-def enqueue_delivery(challenge_id: uuid.UUID) -> None:
-    """Publish the send task (only the challenge id travels); raise :class:`DeliveryUnavailable` quickly."""
-    _publish(send_code_email, (str(challenge_id),))
+def enqueue_delivery(challenge_id: uuid.UUID, *, attempt: int) -> None:
+    """Publish the send task: the challenge id and the number of tries so far, nothing else."""
+    _publish(send_code_email, (str(challenge_id), attempt))
 
 
-def enqueue_notice(kind: str, user_id: object, context: dict[str, str | int], *, to: str | None = None) -> None:
-    """Publish a notice task (kind, user id, plain strings and an explicit recipient if any; never a secret)."""
-    _publish(send_notice_email, (kind, user_id, context, to))
+def enqueue_notice(notice_id: uuid.UUID) -> None:
+    """Publish a notice task: the id of its ``Notice`` row, nothing else."""
+    _publish(send_notice_email, (str(notice_id),))
 
 
 @shared_task(ignore_result=True, name="emailotp.purge")
@@ -79,3 +83,12 @@ def purge_expired_records() -> dict[str, int | bool]:
     from django_emailotp import services
 
     return dataclasses.asdict(services.purge())
+
+
+@shared_task(ignore_result=True, name="emailotp.sweep")
+def sweep_deliveries() -> dict[str, int]:
+    """Queue again the deliveries a worker or the broker lost; schedule it with celery beat every 30 seconds
+    (see docs/delivery.md). Safe to run any time, from several places at once."""
+    from django_emailotp import services
+
+    return dataclasses.asdict(services.sweep_deliveries())

@@ -5,8 +5,10 @@ code appears in the terminal). Environment variables switch it to real services:
 
 - ``DATABASE_URL``  postgres://postgres@127.0.0.1:5432/emailotp
 - ``REDIS_URL``     redis://127.0.0.1:6379/0 (shared cache, and Celery broker: delivery becomes "celery")
+- ``CELERY_BROKER_URL``  another broker for Celery, e.g. amqp://guest:guest@127.0.0.1:5672// for RabbitMQ
 - ``EMAIL_URL``     smtp://host:port to send through an SMTP server instead of the console
 - ``ANYMAIL_ESP``   an anymail backend name such as "postmark", with ``ANYMAIL_<ESP>_...`` credentials
+- ``EMAIL_OTP_DELIVERY``  "tasks" for Django's Tasks framework (django-tasks-db's database backend), or "sync"
 """
 
 from __future__ import annotations
@@ -88,12 +90,26 @@ SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
     CELERY_BROKER_CONNECTION_TIMEOUT = 2
-    # kombu's Redis transport waits forever on a broker that accepts but never answers: bound it.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 2, "socket_connect_timeout": 2}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # kombu's Redis transport waits forever on a broker that accepts but never answers: bound it.
+        "socket_timeout": 2,
+        "socket_connect_timeout": 2,
+        # Redis gives a message a worker took but never acknowledged (the worker was killed) to another worker
+        # only after this many seconds; kombu's default is an hour, long after a 300 s code has expired. Below
+        # the code lifetime, and above the longest retry countdown (EMAIL_OTP_DELIVERY_RETRY_BACKOFF_MAX) so a
+        # waiting retry is not handed out early. The outbox sweep below recovers such a send sooner still.
+        "visibility_timeout": 240,
+    }
     CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
     CELERY_TASK_IGNORE_RESULT = True
+    # celery -A example_project beat: the outbox sweep every 30 s (a send a worker died with goes out again
+    # while its code can be used) and the retention purge daily.
+    CELERY_BEAT_SCHEDULE = {
+        "emailotp-sweep": {"task": "emailotp.sweep", "schedule": 30.0},
+        "emailotp-purge": {"task": "emailotp.purge", "schedule": 24 * 60 * 60.0},
+    }
     EMAIL_OTP_DELIVERY = os.environ.get("EMAIL_OTP_DELIVERY", "celery")
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -101,6 +117,14 @@ else:
     # The embedded default is one process (runserver, the test run), where LocMem's rate-limit counters are exact.
     # emailotp.E024 / W006 say LocMem is no store for a deployment; with REDIS_URL set they stay on.
     SILENCED_SYSTEM_CHECKS += ["emailotp.E024", "emailotp.W006"]
+
+# EMAIL_OTP_DELIVERY=tasks: Django's Tasks framework with django-tasks-db's database backend (run its worker with
+# "python manage.py db_worker", and "python manage.py emailotp_sweep" from cron every minute).
+if EMAIL_OTP_DELIVERY == "tasks" and importlib.util.find_spec("django_tasks_db") is not None:
+    if importlib.util.find_spec("django.tasks") is None:  # Django 5.2: the backport
+        INSTALLED_APPS.append("django_tasks")
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 EMAIL_URL = os.environ.get("EMAIL_URL")
 ANYMAIL_ESP = os.environ.get("ANYMAIL_ESP")

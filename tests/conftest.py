@@ -17,6 +17,8 @@ from django.db import connection
 from tests.factories import UserFactory
 
 CODE_LINE = re.compile(r"^\s{4}(\d{6,10})\s*$", re.MULTILINE)
+# The brokers every real-worker test runs on (tests/worker.py).
+BROKERS = ("redis", "rabbitmq")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SERVICES_SUITE = bool(os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
 
@@ -68,6 +70,12 @@ def _empty_rate_limit_counters() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(scope="module", params=BROKERS)
+def broker(request: pytest.FixtureRequest) -> str:
+    """The Celery broker of a worker test module: it runs once on Redis, once on RabbitMQ."""
+    return str(request.param)
 
 
 @pytest.fixture

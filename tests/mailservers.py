@@ -6,6 +6,7 @@ what it received and can be told to fail the next sends, the way the real server
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -74,6 +75,10 @@ class RecordingHandler:
         self.refused_recipients: list[str] = []
         self.data_failures: list[str] = []
         self.rejected_addresses: dict[str, str] = {}
+        # Messages whose DATA was held (hold_next_data) until the client went away: never accepted, never sent.
+        self.lost: list[EmailMessage] = []
+        self.holds: list[float] = []
+        self.holding = threading.Event()
 
     def reset(self) -> None:
         with self.lock:
@@ -82,6 +87,15 @@ class RecordingHandler:
             self.refused_recipients.clear()
             self.data_failures.clear()
             self.rejected_addresses.clear()
+            self.lost.clear()
+            self.holds.clear()
+            self.holding.clear()
+
+    def hold_next_data(self, seconds: float) -> None:
+        """Keep the next DATA unanswered for ``seconds`` (a slow server), then accept it. If the client goes away
+        meanwhile, the message is lost, as on a real server: no "250", no delivery. ``holding`` is set while held."""
+        with self.lock:
+            self.holds.append(seconds)
 
     def fail_next_data(self, reply: str) -> None:
         """Answer ``reply`` (for example ``451 4.3.0 ...``) to the next DATA instead of accepting the message."""
@@ -109,6 +123,16 @@ class RecordingHandler:
         message = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        with self.lock:
+            hold = self.holds.pop(0) if self.holds else None
+        if hold is not None:
+            self.holding.set()
+            try:
+                await asyncio.sleep(hold)
+            except asyncio.CancelledError:  # aiosmtpd cancels the handler when the connection is lost
+                with self.lock:
+                    self.lost.append(message)
+                raise
         with self.lock:
             if self.data_failures:
                 self.refused_data.append(message)

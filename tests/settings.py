@@ -3,6 +3,7 @@ otherwise. ``DATABASE_URL`` and ``REDIS_URL`` switch the same suite to PostgreSQ
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 from example_project.env import mail_settings
@@ -21,7 +22,7 @@ EMAIL_OTP_DELIVERY_RETRY_BACKOFF_MAX = 0.2
 # kombu waits forever on a Redis broker that accepts the connection but never answers (socket_timeout defaults to
 # None), which would hang the request that issues a code. Bounded, a stalled broker becomes DeliveryUnavailable;
 # tests/test_broker_unavailable.py holds this to a few seconds.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 2, "socket_connect_timeout": 2}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 2, "socket_connect_timeout": 2, "visibility_timeout": 240}
 
 # The cache gets its own Redis database, next to the broker's: tests empty the cache (rate-limit counters)
 # before each test, and flushing the broker's database would drop a running worker's queues.
@@ -37,3 +38,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     import tempfile as _tempfile
 
     DATABASES["default"]["TEST"] = {"NAME": str(Path(_tempfile.gettempdir()) / f"emailotp-test-{os.getpid()}.sqlite3")}  # noqa: F405
+
+# A delivery that nothing finished is the sweep's after this lease; short, like the backoffs above, so the crash
+# tests wait seconds, not a minute. Only the tests that run a sweep ever act on it.
+EMAIL_OTP_DELIVERY_LEASE = 2
+
+# Django's Tasks framework (EMAIL_OTP_DELIVERY = "tasks"): django.tasks on Django 6, the backport on 5.2, with
+# django-tasks-db's database backend, whose worker (manage.py db_worker) tests/worker.py starts. Its queue table
+# lives in this run's own test database, so parallel runs never take each other's tasks.
+if importlib.util.find_spec("django_tasks_db") is not None:
+    INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_db"]  # noqa: F405
+    if importlib.util.find_spec("django.tasks") is None:
+        INSTALLED_APPS.append("django_tasks")
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+# Worker processes started by the tests record the signals they send (tests/signal_probe.py).
+if os.environ.get("EMAIL_OTP_TEST_SIGNAL_LOG"):
+    INSTALLED_APPS = [*INSTALLED_APPS, "tests.signal_probe.SignalProbeConfig"]

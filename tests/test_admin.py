@@ -523,6 +523,45 @@ def test_challenges_are_read_only_with_status_in_words_and_colour(superuser: Any
     assert Challenge.objects.count() == 2
 
 
+@time_machine.travel(NOW, tick=False)
+def test_the_stuck_or_failed_delivery_filter_and_the_last_error(superuser: Any, user: Any) -> None:
+    def challenge(delivery: str, *, minutes_left: int = 4, deadline: int | None = None, **fields: Any) -> Challenge:
+        return Challenge.objects.create(
+            user=None,
+            email=f"{uuid.uuid4().hex[:8]}@example.com",
+            purpose="step_up",
+            created_at=NOW + timedelta(minutes=minutes_left - 5),
+            expires_at=NOW + timedelta(minutes=minutes_left),
+            max_attempts=5,
+            delivery_status=delivery,
+            delivery_deadline=None if deadline is None else NOW + timedelta(seconds=deadline),
+            **fields,
+        )
+
+    stuck = challenge(
+        DeliveryStatus.RETRYING, deadline=-5, delivery_attempts=2, delivery_error="SMTPServerDisconnected"
+    )
+    challenge(DeliveryStatus.QUEUED, deadline=30)  # its lease still runs: not stuck yet
+    lost = challenge(DeliveryStatus.QUEUED, minutes_left=-1, deadline=-90, delivery_attempts=1)
+    failed = challenge(DeliveryStatus.FAILED, delivery_attempts=6, delivery_error="ConnectionRefusedError")
+    bounced = challenge(DeliveryStatus.BOUNCED, sent_at=NOW - timedelta(seconds=50))
+    challenge(DeliveryStatus.SENT, sent_at=NOW - timedelta(seconds=50))
+    client = client_for(superuser)
+
+    assert result_list(client.get(f"{CHALLENGES}?delivery_problem=stuck")) == [stuck]
+    assert result_list(client.get(f"{CHALLENGES}?delivery_problem=lost")) == [lost]
+    assert sorted(result_list(client.get(f"{CHALLENGES}?delivery_problem=failed")), key=str) == sorted(
+        [failed, bounced], key=str
+    )
+    assert len(result_list(client.get(CHALLENGES))) == 6
+    page = html(client.get(CHALLENGES))
+    assert "By stuck or failed delivery" in page
+    assert '<td class="field-delivery_error">ConnectionRefusedError</td>' in page
+    detail = html(client.get(f"{CHALLENGES}{stuck.pk}/change/"))
+    assert "SMTPServerDisconnected" in detail
+    assert "2025-03-30 14:59:55 UTC" in detail  # the deadline the sweep acts on
+
+
 def test_the_challenge_link_in_the_trail_filters_its_events(superuser: Any) -> None:
     challenge_id = uuid.uuid4()
     mine = event(AuditEventType.CHALLENGE_ISSUED, at(10), AuditOutcome.SUCCESS, challenge_id=challenge_id)

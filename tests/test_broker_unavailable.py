@@ -10,7 +10,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from django.core import mail
@@ -20,8 +19,8 @@ from django.test import override_settings
 from django_emailotp.exceptions import DeliveryUnavailable
 from django_emailotp.models import AuditEvent, AuditEventType, Challenge, ChallengeStatus, DeliveryStatus
 from django_emailotp.services import issue_challenge, verify_challenge
-from example_project.celery import app as celery_app
 from tests.conftest import code_from
+from tests.worker import broker_at
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,25 +29,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FAIL_FAST_SECONDS = 5.0
 # A silent broker costs the socket timeout of tests/settings.py (2 s) per attempt, two attempts.
 STALL_LIMIT_SECONDS = 8.0
-
-
-def _drop_broker_connections() -> None:
-    # The app keeps a connection pool and a producer pool built from broker_url; both must be rebuilt.
-    # Celery itself does the same after a fork (Celery._after_fork).
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
-
-
-@contextmanager
-def broker_at(url: str) -> Iterator[str]:
-    original = celery_app.conf.broker_url
-    _drop_broker_connections()
-    celery_app.conf.broker_url = url
-    try:
-        yield url
-    finally:
-        _drop_broker_connections()
-        celery_app.conf.broker_url = original
 
 
 @pytest.fixture

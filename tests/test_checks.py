@@ -9,6 +9,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 from django.conf import settings
 from django.core.checks import run_checks
@@ -16,7 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from django_emailotp.checks import MESSAGES, UNSUITABLE_CACHES
+from django_emailotp.checks import MESSAGES, UNSUITABLE_CACHES, check_settings
 from django_emailotp.limits import DEFAULT_RATES
 
 UNSET = object()
@@ -73,6 +74,11 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("E015", {"EMAIL_OTP_BROKER_RETRY_POLICY": [("max_retries", 1)]}),
     ("E016", {"EMAIL_OTP_CELERY_QUEUE": ""}),
     ("E016", {"EMAIL_OTP_CELERY_QUEUE": 5}),
+    ("E039", {"EMAIL_OTP_DELIVERY_LEASE": 0}),
+    ("E039", {"EMAIL_OTP_DELIVERY_LEASE": 300}),
+    ("E039", {"EMAIL_OTP_DELIVERY_LEASE": 30.5}),
+    ("E040", {"EMAIL_OTP_TASKS_QUEUE": ""}),
+    ("E040", {"EMAIL_OTP_TASKS_QUEUE": ["emailotp"]}),
     ("E017", {"EMAIL_OTP_STEP_UP_MAX_AGE": 0}),
     ("E017", {"EMAIL_OTP_STEP_UP_MAX_AGE": 12 * 3600 + 1}),
     ("E018", {"EMAIL_OTP_STEP_UP_SLIDING": "yes"}),
@@ -177,7 +183,8 @@ BAD: list[tuple[str, dict[str, Any]]] = [
 GOOD: list[dict[str, Any]] = [
     {"EMAIL_OTP_CODE_LENGTH": 6},
     {"EMAIL_OTP_CODE_LENGTH": 10},
-    {"EMAIL_OTP_CODE_TTL": 1, "EMAIL_OTP_RESEND_COOLDOWN": 0},
+    {"EMAIL_OTP_CODE_TTL": 2, "EMAIL_OTP_RESEND_COOLDOWN": 0, "EMAIL_OTP_DELIVERY_LEASE": 1},
+    {"EMAIL_OTP_DELIVERY": "tasks", "EMAIL_OTP_TASKS_QUEUE": "emailotp", "EMAIL_OTP_DELIVERY_LEASE": 299},
     {"EMAIL_OTP_CODE_TTL": 600, "EMAIL_OTP_RESEND_COOLDOWN": 600},
     {"EMAIL_OTP_MAX_ATTEMPTS": 1},
     {"EMAIL_OTP_MAX_ATTEMPTS": 10},
@@ -275,8 +282,29 @@ def test_celery_delivery_without_celery(monkeypatch: pytest.MonkeyPatch) -> None
         assert emailotp_ids() == []
 
 
+def test_tasks_delivery_without_the_tasks_framework(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the app's own settings check: with the backport hidden, its own checks could not run at all.
+    def ids() -> list[str]:
+        return [message.id for message in check_settings(None) if message.id]
+
+    monkeypatch.setitem(sys.modules, "django_tasks", None)  # the backport is not installed
+    if django.VERSION >= (6, 0):
+        with override_settings(EMAIL_OTP_DELIVERY="tasks"):
+            assert ids() == []  # built into Django: nothing to install
+        return
+    monkeypatch.setitem(sys.modules, "django.tasks", None)  # Django 5.2 has none of its own
+    with override_settings(EMAIL_OTP_DELIVERY="tasks"):
+        assert ids() == ["emailotp.E038"]
+        [message] = check_settings(None)
+        assert (message.msg, message.hint) == MESSAGES["E038"]
+        assert "pip install 'django-emailotp[tasks]'" in message.hint
+    with override_settings(EMAIL_OTP_DELIVERY="sync"):
+        assert ids() == []
+
+
 def test_every_check_id_is_exercised() -> None:
-    assert {check_id for check_id, _ in BAD} | {check_id for check_id, _ in DEPLOY_BAD} | {"E006"} == set(MESSAGES)
+    exercised = {check_id for check_id, _ in BAD} | {check_id for check_id, _ in DEPLOY_BAD} | {"E006", "E038"}
+    assert exercised == set(MESSAGES)
 
 
 def test_checks_are_registered_with_the_check_command() -> None:

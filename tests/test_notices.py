@@ -15,7 +15,7 @@ from django.test import RequestFactory, override_settings
 
 from django_emailotp.models import AuditEvent, AuditEventType, Lockout
 from django_emailotp.services import VerifyReason, issue_challenge, verify_challenge
-from tests.test_broker_unavailable import broker_at
+from tests.worker import broker_at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen")]
 

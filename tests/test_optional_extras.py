@@ -73,6 +73,35 @@ def test_importing_the_tasks_without_celery_names_the_extra() -> None:
     assert "django-emailotp[celery]" in result["message"]
 
 
+def test_tasks_delivery_without_the_tasks_framework_names_the_extra() -> None:
+    # Django 5.2 without the backport (django.tasks arrives with Django 6.0): the queue module names the extra,
+    # both when it is imported and when issuing reaches it, and the system check says the same.
+    result = run_without(
+        ["django.tasks", "django_tasks", "django_tasks_db"],
+        """
+        from django.contrib.auth import get_user_model
+        from django.core.checks import run_checks
+        from django.test.utils import override_settings
+        from django_emailotp.exceptions import MissingDependency
+        from django_emailotp.services import issue_challenge
+
+        user = get_user_model().objects.create_user("alice", "alice@example.com", "pw")
+        with override_settings(EMAIL_OTP_DELIVERY="tasks"):
+            checks = sorted(m.id for m in run_checks() if m.id and m.id.startswith("emailotp.") and m.is_serious())
+            try:
+                issue_challenge(user=user, purpose="login")
+            except MissingDependency as exc:
+                print(json.dumps({"message": str(exc), "extra": exc.extra, "checks": checks}))
+        """,
+    )
+    assert result == {
+        "message": "EMAIL_OTP_DELIVERY = \"tasks\" on Django 5.2 needs the 'django-tasks' package. "
+        "Install it with: pip install 'django-emailotp[tasks]'",
+        "extra": "tasks",
+        "checks": ["emailotp.E038"],
+    }
+
+
 def test_the_engine_issues_and_verifies_without_celery() -> None:
     result = run_without(
         ["celery"],

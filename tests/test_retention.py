@@ -243,10 +243,11 @@ def test_the_command_prints_the_report_and_a_second_run_purges_nothing() -> None
         "  {:>8}  challenges deleted",
         "  {:>8}  expired step-up grants deleted",
         "  {:>8}  expired remembered browsers deleted",
+        "  {:>8}  security notices never sent deleted",
         "  {:>8}  audit events stripped of IP address and user agent",
         "  {:>8}  audit events deleted",
     ]
-    counts = [1, 2, 1, 0, 1, 3]
+    counts = [1, 2, 1, 0, 0, 1, 3]
     dry = run("--dry-run")
     assert dry == "\n".join(["Would purge:", *(line.format(n) for line, n in zip(lines, counts, strict=True))]) + "\n"
     assert run() == dry.replace("Would purge:", "Purged:")

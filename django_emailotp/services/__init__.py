@@ -2,6 +2,7 @@
 
 - ``challenges``: issuing and resending codes, the cooldown and the send limits;
 - ``delivery``: handing the email to the queue or sending it in-process, generating the code at send time;
+- ``outbox``: the sweep that queues again the deliveries a worker or the broker lost;
 - ``tracking``: what the ESP reports about a sent email;
 - ``verification``: checking and consuming a code, race-safe;
 - ``grants``: step-up grants (windows, single use, actions, revocation);
@@ -72,6 +73,7 @@ from django_emailotp.services.login import (
     set_second_factor,
     trusted_devices,
 )
+from django_emailotp.services.outbox import SweepReport, sweep_deliveries
 from django_emailotp.services.retention import PurgeReport, purge
 from django_emailotp.services.sign_in import SignInResult, complete_sign_in, request_sign_in
 from django_emailotp.services.tracking import record_delivery_event
@@ -86,6 +88,7 @@ __all__ = [
     "PurgeReport",
     "SignInResult",
     "StepUpRequirement",
+    "SweepReport",
     "VerificationResult",
     "VerifyReason",
     "active_lockout",
@@ -129,6 +132,7 @@ __all__ = [
     "second_factor_needed",
     "second_factor_required",
     "set_second_factor",
+    "sweep_deliveries",
     "trusted_devices",
     "use_backup_code",
     "use_step_up_grant",

@@ -114,6 +114,7 @@ def issue_challenge(
                 # email goes out, so the limit reveals nothing and floods nobody.
                 _record_refused_send(exceeded, user, address, purpose, meta)
                 send_email = False
+        queued = app_settings.DELIVERY != DELIVERY_SYNC and send_email
         try:
             with transaction.atomic():
                 if live is not None:
@@ -131,11 +132,11 @@ def issue_challenge(
                     binding=meta.binding,
                     ip_address=meta.ip_address,
                     user_agent=meta.user_agent,
-                    # Marked queued up front when Celery delivers (a failed publish marks it failed), which
+                    # Marked queued up front when a queue delivers (a failed publish marks it failed), which
                     # saves issuing an UPDATE after commit.
-                    delivery_status=DeliveryStatus.QUEUED
-                    if app_settings.DELIVERY != DELIVERY_SYNC and send_email
-                    else DeliveryStatus.PENDING,
+                    delivery_status=DeliveryStatus.QUEUED if queued else DeliveryStatus.PENDING,
+                    # The outbox lease: past it, a delivery nothing finished is the sweep's to hand out again.
+                    delivery_deadline=now + timedelta(seconds=app_settings.DELIVERY_LEASE) if queued else None,
                     send_email=send_email,
                 )
                 audit.record(

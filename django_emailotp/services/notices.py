@@ -1,19 +1,21 @@
 """Security notices emailed to users (SECURITY.md rule 13): lockout, success after wrong codes, backup codes used
 or regenerated, second factor on or off, email address changed.
 
-A notice never carries a secret: no code, no link that signs in. It goes out after the transaction commits,
-through the queue (``dispatch``) when there is one, else in-process. Failures are logged, never raised: a notice
-must not break the request that caused it. Writes ``notice_sent`` audit rows.
+A notice never carries a secret: no code, no link that signs in. Its details (the replaced address, the IP
+address of a lockout, the device) are stored in a ``Notice`` row, and only that row's id goes through the queue
+(``dispatch``) after the transaction commits, else it is sent in-process. Failures are logged, never raised: a
+notice must not break the request that caused it. Writes ``Notice`` rows (deleted once sent) and ``notice_sent``
+audit rows.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -23,8 +25,9 @@ from django_emailotp.conf import app_settings
 from django_emailotp.crypto import email_pseudonym
 from django_emailotp.delivery import clean_address
 from django_emailotp.exceptions import DeliveryUnavailable
-from django_emailotp.models import AuditEventType, AuditOutcome
+from django_emailotp.models import AuditEventType, AuditOutcome, Notice
 from django_emailotp.services import dispatch
+from django_emailotp.services.common import as_uuid
 
 logger = logging.getLogger("django_emailotp")
 
@@ -74,25 +77,26 @@ def notify(user: Any, kind: str, context: dict[str, Any], *, to: str | None = No
     """Email ``user`` the ``kind`` notice after the current transaction commits (if notices are on).
 
     It goes to the user's address as it is when the notice is sent, or to ``to`` when given (an address the user
-    just replaced).
+    just replaced). The details are stored in a ``Notice`` row in the same transaction; the queue gets its id only.
     """
     if kind not in KINDS:
         raise ValueError(f"Unknown notice kind {kind!r}")
     if not app_settings.NOTIFY_USERS or not (to or getattr(user, user.get_email_field_name(), "")):
         return
-    transaction.on_commit(partial(_dispatch, kind, user.pk, _plain(context), to))
+    notice = Notice.objects.create(user_id=user.pk, kind=kind, recipient=to or "", context=_plain(context))
+    transaction.on_commit(partial(_dispatch, notice.pk, kind))
 
 
-def _dispatch(kind: str, user_id: Any, context: dict[str, str | int], to: str | None = None) -> None:
+def _dispatch(notice_id: uuid.UUID, kind: str) -> None:
     queue = dispatch.queue()
     if queue is None:
-        send_notice(kind, user_id, context, to=to)
+        send_notice(notice_id)
         return
     try:
-        queue.enqueue_notice(kind, user_id, context, to=to)
+        queue.enqueue_notice(notice_id)
     except DeliveryUnavailable:  # the broker is down: send it here rather than lose it
         logger.warning("emailotp: queueing a %s notice failed; sending it in-process", kind)
-        send_notice(kind, user_id, context, to=to)
+        send_notice(notice_id)
 
 
 def build_notice(
@@ -119,19 +123,24 @@ def build_notice(
     return message
 
 
-def send_notice(kind: str, user_id: Any, context: dict[str, str | int], *, to: str | None = None) -> bool:
-    """Build and send one notice now (to ``to``, else the user's address); audit it. Returns whether it was sent."""
-    user = get_user_model().objects.filter(pk=user_id).first()
-    if user is None:
+def send_notice(notice_id: uuid.UUID | str) -> bool:
+    """Build and send one stored notice now (to its recipient, else the user's address); audit it and delete the
+    row, so its details live no longer than needed. Returns whether it was sent; a notice already sent (a queue
+    that delivered its message twice) is not sent again."""
+    pk = as_uuid(notice_id)
+    notice = Notice.objects.select_related("user").filter(pk=pk).first() if pk is not None else None
+    if notice is None:
         return False
+    user, kind, to = notice.user, notice.kind, notice.recipient or None
     address: str = to or getattr(user, user.get_email_field_name(), "") or ""
     try:
-        build_notice(kind, user, context, to=to).send(fail_silently=False)
+        build_notice(kind, user, notice.context, to=to).send(fail_silently=False)
     except Exception as exc:  # a notice must never break the request that caused it
         logger.error(
             "emailotp: sending the %s notice to %s failed: %s", kind, email_pseudonym(address), type(exc).__name__
         )
         return False
+    Notice.objects.filter(pk=notice.pk).delete()
     audit.record(
         AuditEventType.NOTICE_SENT,
         AuditOutcome.INFO,
@@ -140,3 +149,9 @@ def send_notice(kind: str, user_id: Any, context: dict[str, str | int], *, to: s
         email_pseudonym=email_pseudonym(address),
     )
     return True
+
+
+def notice_pending(notice_id: uuid.UUID | str) -> bool:
+    """Whether the notice is still waiting to be sent (a queue retries only those)."""
+    pk = as_uuid(notice_id)
+    return pk is not None and Notice.objects.filter(pk=pk).exists()

@@ -1,7 +1,7 @@
 """Retention: applying the settings that say how long challenges, grants, remembered browsers and audit rows live.
 
-Deletes ``Challenge``, ``StepUpGrant``, ``TrustedDevice`` and old ``AuditEvent`` rows; strips IP and user agent
-from audit rows past the personal-data window.
+Deletes ``Challenge``, ``StepUpGrant``, ``TrustedDevice``, unsent ``Notice`` and old ``AuditEvent`` rows; strips IP
+and user agent from audit rows past the personal-data window.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_emailotp.conf import app_settings
-from django_emailotp.models import AuditEvent, Challenge, ChallengeStatus, StepUpGrant, TrustedDevice
+from django_emailotp.models import AuditEvent, Challenge, ChallengeStatus, Notice, StepUpGrant, TrustedDevice
 from django_emailotp.services.common import logger
 
 
@@ -25,6 +25,7 @@ class PurgeReport:
     challenges_deleted: int = 0
     grants_deleted: int = 0
     trusted_devices_deleted: int = 0
+    notices_deleted: int = 0
     audit_events_stripped: int = 0
     audit_events_deleted: int = 0
     dry_run: bool = False
@@ -36,6 +37,7 @@ class PurgeReport:
             + self.challenges_deleted
             + self.grants_deleted
             + self.trusted_devices_deleted
+            + self.notices_deleted
             + self.audit_events_stripped
             + self.audit_events_deleted
         )
@@ -48,6 +50,7 @@ def purge(now: datetime | None = None, *, dry_run: bool = False) -> PurgeReport:
     - challenges more than ``EMAIL_OTP_CHALLENGE_RETENTION`` seconds past their expiry: deleted;
     - step-up grants past their expiry: deleted;
     - remembered browsers (trusted devices) past their expiry: deleted;
+    - security notices never sent, more than ``EMAIL_OTP_CHALLENGE_RETENTION`` seconds old: deleted;
     - audit rows older than ``EMAIL_OTP_AUDIT_PII_RETENTION_DAYS``: IP address and user agent removed;
     - audit rows older than ``EMAIL_OTP_AUDIT_RETENTION_DAYS``: deleted.
 
@@ -61,6 +64,7 @@ def purge(now: datetime | None = None, *, dry_run: bool = False) -> PurgeReport:
     )
     expired_grants = StepUpGrant.objects.filter(expires_at__lte=now)
     expired_devices = TrustedDevice.objects.filter(expires_at__lte=now)  # valid only while expires_at > now
+    unsent_notices = Notice.objects.filter(created_at__lt=challenge_cutoff)  # sent ones are deleted at once
     audit_cutoff = now - timedelta(days=app_settings.AUDIT_RETENTION_DAYS)
     pii_cutoff = now - timedelta(days=app_settings.AUDIT_PII_RETENTION_DAYS)
     events = AuditEvent.objects.filter(created_at__gte=audit_cutoff)
@@ -70,6 +74,7 @@ def purge(now: datetime | None = None, *, dry_run: bool = False) -> PurgeReport:
             challenges_deleted=old_challenges.count(),
             grants_deleted=expired_grants.count(),
             trusted_devices_deleted=expired_devices.count(),
+            notices_deleted=unsent_notices.count(),
             audit_events_stripped=events.with_personal_data_before(pii_cutoff).count(),
             audit_events_deleted=AuditEvent.objects.filter(created_at__lt=audit_cutoff).count(),
             dry_run=True,
@@ -81,6 +86,7 @@ def purge(now: datetime | None = None, *, dry_run: bool = False) -> PurgeReport:
             challenges_deleted=per_model.get(Challenge._meta.label, 0),
             grants_deleted=expired_grants.delete()[1].get(StepUpGrant._meta.label, 0),
             trusted_devices_deleted=expired_devices.delete()[1].get(TrustedDevice._meta.label, 0),
+            notices_deleted=unsent_notices.delete()[1].get(Notice._meta.label, 0),
             audit_events_deleted=AuditEvent.objects.purge_older_than(audit_cutoff),
             audit_events_stripped=events.strip_personal_data_before(pii_cutoff),
         )

@@ -13,6 +13,7 @@ LINES = (
     ("challenges_deleted", "challenges deleted"),
     ("grants_deleted", "expired step-up grants deleted"),
     ("trusted_devices_deleted", "expired remembered browsers deleted"),
+    ("notices_deleted", "security notices never sent deleted"),
     ("audit_events_stripped", "audit events stripped of IP address and user agent"),
     ("audit_events_deleted", "audit events deleted"),
 )
