@@ -161,9 +161,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "fine for runserver, not for production.",
         "Use Redis (django.core.cache.backends.redis.RedisCache) or Memcached before turning DEBUG off.",
     ),
-    "W004": (
-        "EMAIL_OTP_PROTECTED_URLS is set but EmailOTPMiddleware is not in MIDDLEWARE, so nothing is protected.",
-        "Add django_emailotp.middleware.EmailOTPMiddleware after AuthenticationMiddleware.",
+    "E038": (
+        "EMAIL_OTP_PROTECTED_URLS is set but EmailOTPMiddleware is not in MIDDLEWARE, so those URLs are open.",
+        "Add django_emailotp.middleware.EmailOTPMiddleware after AuthenticationMiddleware (the patterns are "
+        "enforced by the middleware only), or mark the views with @step_up_required instead.",
+    ),
+    "W011": (
+        "Views in the URLconf require step-up but EmailOTPMiddleware is not in MIDDLEWARE.",
+        "The views still demand a fresh grant by themselves, but request.emailotp is missing, and browsers opening a "
+        "DRF view behind StepUpRequired get its 401 instead of the prompt. Add "
+        "django_emailotp.middleware.EmailOTPMiddleware after AuthenticationMiddleware.",
     ),
     "W005": (
         "EmailOTPMiddleware is installed but the step-up pages are not in the URLconf.",
@@ -375,7 +382,7 @@ def _check_step_up() -> list[CheckMessage]:
         except NoReverseMatch:
             errors.append(_message("W005", Warning))
     elif patterns:
-        errors.append(_message("W004", Warning))
+        errors.append(_message("E038"))
     return errors
 
 

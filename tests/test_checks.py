@@ -33,6 +33,7 @@ LOCMEM_CACHE = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 WITHOUT_AUTHTOKEN = [name for name in settings.INSTALLED_APPS if name != "rest_framework.authtoken"]
 REDIS_CACHE = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/9"}
 
+
 # (check id, settings that must trigger it). The other settings stay at the test settings' values.
 BAD: list[tuple[str, dict[str, Any]]] = [
     ("E001", {"EMAIL_OTP_CODE_LENGTH": 5}),
@@ -85,7 +86,8 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("W001", {"EMAIL_OTP_SITE_URL": UNSET}),
     ("W002", {"EMAIL_OTP_SITE_URL": "http://example.com", "DEBUG": False}),
     ("W003", {"EMAIL_OTP_SITE_NAME": UNSET}),
-    ("W004", {"MIDDLEWARE": OTHER_MIDDLEWARE, "EMAIL_OTP_PROTECTED_URLS": ["admin:*"]}),
+    ("E038", {"MIDDLEWARE": OTHER_MIDDLEWARE, "EMAIL_OTP_PROTECTED_URLS": ["admin:*"], "ROOT_URLCONF": __name__}),
+    ("W011", {"MIDDLEWARE": OTHER_MIDDLEWARE, "EMAIL_OTP_PROTECTED_URLS": []}),  # the example site marks views
     ("W005", {"ROOT_URLCONF": __name__}),
     ("E021", {"MIDDLEWARE": [*WITHOUT_CSRF, CSRF_MIDDLEWARE]}),
     ("E021", {"MIDDLEWARE": WITHOUT_CSRF}),
@@ -198,8 +200,13 @@ GOOD: list[dict[str, Any]] = [
     {"EMAIL_OTP_STEP_UP_SLIDING": True, "EMAIL_OTP_STEP_UP_REPLAY": False},
     {"EMAIL_OTP_PROTECTED_URLS": ["admin:*", "!admin:logout", "^/settings/", "!^/settings/public/"]},
     {"EMAIL_OTP_PROTECTED_URLS": []},
-    {"MIDDLEWARE": OTHER_MIDDLEWARE, "EMAIL_OTP_PROTECTED_URLS": []},
-    {"MIDDLEWARE": [name for name in WITHOUT_CSRF if name != OTP_MIDDLEWARE], "EMAIL_OTP_PROTECTED_URLS": []},
+    # Without the middleware: fine while no view needs step-up.
+    {"MIDDLEWARE": OTHER_MIDDLEWARE, "EMAIL_OTP_PROTECTED_URLS": [], "ROOT_URLCONF": __name__},
+    {
+        "MIDDLEWARE": [name for name in WITHOUT_CSRF if name != OTP_MIDDLEWARE],
+        "EMAIL_OTP_PROTECTED_URLS": [],
+        "ROOT_URLCONF": __name__,
+    },
     {"EMAIL_OTP_RATES": {}},
     {"EMAIL_OTP_RATES": {"send_per_user": "10/5m", "send_per_ip": None, "verify_failures_per_ip": "100/d"}},
     {"EMAIL_OTP_RATES": dict.fromkeys(DEFAULT_RATES, "1/s")},
