@@ -32,6 +32,9 @@ MIDDLEWARE_PATH = "django_emailotp.middleware.EmailOTPMiddleware"
 AUTH_MIDDLEWARE_PATH = "django.contrib.auth.middleware.AuthenticationMiddleware"
 CSRF_MIDDLEWARE_PATH = "django.middleware.csrf.CsrfViewMiddleware"
 MAX_LOCKOUT_DURATION = 7 * 24 * 60 * 60
+# Per-IP limits group IPv6 clients by network: /32 is about what one provider holds, /128 one address each.
+MIN_IPV6_PREFIX_LENGTH = 32
+MAX_IPV6_PREFIX_LENGTH = 128
 MAX_BACKUP_CODE_COUNT = 50
 MIN_BACKUP_CODE_LENGTH = 10  # 50 bits
 MAX_BACKUP_CODE_LENGTH = 32
@@ -247,6 +250,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The default is 3: a right code that follows 3 or more wrong codes in a row emails the user a notice. "
         "To send no notices at all, set EMAIL_OTP_NOTIFY_USERS = False.",
     ),
+    "E039": (
+        f"EMAIL_OTP_IPV6_PREFIX_LENGTH must be a whole number from {MIN_IPV6_PREFIX_LENGTH} to "
+        f"{MAX_IPV6_PREFIX_LENGTH}.",
+        "Per-IP rate limits count an IPv6 client by its network of this prefix length: the default 64 is what one "
+        "subscriber or site is given, so nobody escapes a limit by moving to another address in it; 128 counts "
+        "every address apart.",
+    ),
     # Deploy checks (manage.py check --deploy): Django's own settings that one-time codes lean on.
     "W007": (
         "SESSION_COOKIE_SECURE is False, so the session cookie is also sent over plain HTTP.",
@@ -333,6 +343,9 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
     proxies = app_settings.TRUSTED_PROXY_COUNT
     if not _is_int(proxies) or proxies < 0:
         errors.append(_message("E011"))
+    prefix = app_settings.IPV6_PREFIX_LENGTH
+    if not _is_int(prefix) or not MIN_IPV6_PREFIX_LENGTH <= prefix <= MAX_IPV6_PREFIX_LENGTH:
+        errors.append(_message("E039"))
     retries = app_settings.DELIVERY_MAX_RETRIES
     if not _is_int(retries) or not 0 <= retries <= MAX_DELIVERY_RETRIES:
         errors.append(_message("E012"))
