@@ -175,6 +175,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "DRF view behind StepUpRequired get its 401 instead of the prompt. Add "
         "django_emailotp.middleware.EmailOTPMiddleware after AuthenticationMiddleware.",
     ),
+    "W012": (
+        'REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] includes BasicAuthentication (DRF\'s default does).',
+        "HTTP Basic sends the password with every request, so whoever knows it uses the API without ever entering "
+        "a login code, and shares the step-up grants of every other client with that password. List "
+        "SessionAuthentication for browsers and TokenAuthentication (or another token scheme) for scripts instead.",
+    ),
     "W005": (
         "EmailOTPMiddleware is installed but the step-up pages are not in the URLconf.",
         'Add path("otp/", include("django_emailotp.urls")) to your urlpatterns.',

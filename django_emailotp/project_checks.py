@@ -1,8 +1,9 @@
 """System checks on the project around the app (texts in ``checks.MESSAGES``): views that need step-up while
-``EmailOTPMiddleware`` is missing (W011)."""
+``EmailOTPMiddleware`` is missing (W011), and DRF's HTTP Basic among the default authentication classes (W012)."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,3 +55,20 @@ def views_needing_step_up() -> list[str]:
     except Exception:  # a URLconf that does not load is for Django's own urls checks to report
         return []
     return found
+
+
+@register(Tags.security)
+def check_basic_authentication(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """DRF's default authentication classes, when DRF is installed: HTTP Basic gets round the login code."""
+    if importlib.util.find_spec("rest_framework") is None:
+        return []
+    from rest_framework.authentication import BasicAuthentication
+    from rest_framework.settings import api_settings
+
+    try:
+        classes = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    except ImportError:  # a class that does not import: DRF itself reports it on the first request
+        return []
+    if any(isinstance(cls, type) and issubclass(cls, BasicAuthentication) for cls in classes):
+        return [_warning("W012")]
+    return []

@@ -15,6 +15,7 @@ from django.core.checks import run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
+from rest_framework.authentication import BasicAuthentication
 
 from django_emailotp.checks import MESSAGES, UNSUITABLE_CACHES
 from django_emailotp.limits import DEFAULT_RATES
@@ -31,7 +32,14 @@ WITHOUT_CSRF = [name for name in settings.MIDDLEWARE if name != CSRF_MIDDLEWARE]
 CACHE_DIR = str(Path(__file__).resolve().parent / "never-written-cache")
 LOCMEM_CACHE = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 WITHOUT_AUTHTOKEN = [name for name in settings.INSTALLED_APPS if name != "rest_framework.authtoken"]
+BASIC_AUTH = "rest_framework.authentication.BasicAuthentication"
+SESSION_AUTH = "rest_framework.authentication.SessionAuthentication"
+TOKEN_AUTH = "rest_framework.authentication.TokenAuthentication"
 REDIS_CACHE = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/9"}
+
+
+class CompanyBasicAuthentication(BasicAuthentication):
+    """A project's own HTTP Basic: still Basic."""
 
 
 # (check id, settings that must trigger it). The other settings stay at the test settings' values.
@@ -95,6 +103,9 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("E038", {"MIDDLEWARE": OTHER_MIDDLEWARE, "EMAIL_OTP_PROTECTED_URLS": ["admin:*"], "ROOT_URLCONF": __name__}),
     ("W011", {"MIDDLEWARE": OTHER_MIDDLEWARE, "EMAIL_OTP_PROTECTED_URLS": []}),  # the example site marks views
     ("W005", {"ROOT_URLCONF": __name__}),
+    ("W012", {"REST_FRAMEWORK": {"DEFAULT_AUTHENTICATION_CLASSES": [SESSION_AUTH, BASIC_AUTH]}}),
+    ("W012", {"REST_FRAMEWORK": {}}),  # DRF's own default is Session and Basic
+    ("W012", {"REST_FRAMEWORK": {"DEFAULT_AUTHENTICATION_CLASSES": ["tests.test_checks.CompanyBasicAuthentication"]}}),
     ("E021", {"MIDDLEWARE": [*WITHOUT_CSRF, CSRF_MIDDLEWARE]}),
     ("E021", {"MIDDLEWARE": WITHOUT_CSRF}),
     ("E022", {"EMAIL_OTP_RATES": {"send_per_hour": "5/h"}}),
@@ -195,6 +206,8 @@ GOOD: list[dict[str, Any]] = [
     {"EMAIL_OTP_SITE_URL": "http://127.0.0.1:8000", "DEBUG": True},
     {"EMAIL_OTP_PURPOSES": {"payout": "confirm a payout", "delete_account": "delete your account"}},
     {"EMAIL_OTP_TRUSTED_PROXY_COUNT": 2},
+    {"REST_FRAMEWORK": {"DEFAULT_AUTHENTICATION_CLASSES": [SESSION_AUTH, TOKEN_AUTH]}},
+    {"REST_FRAMEWORK": {"DEFAULT_AUTHENTICATION_CLASSES": []}},
     {"EMAIL_OTP_IPV6_PREFIX_LENGTH": 32},
     {"EMAIL_OTP_IPV6_PREFIX_LENGTH": 56},
     {"EMAIL_OTP_IPV6_PREFIX_LENGTH": 128},
