@@ -71,6 +71,12 @@ def _credential(request: Any, *, create: bool) -> str:
     return f"session:{nonce}" if nonce else ""
 
 
+def renew_session_binding(request: Any) -> None:
+    """Give the session a new binding nonce (and forget the metadata computed with the old one)."""
+    request.session[SESSION_BINDING_KEY] = secrets.token_urlsafe(32)
+    vars(request).pop(_CACHE_ATTR, None)
+
+
 @dataclass(frozen=True)
 class RequestMeta:
     ip_address: str | None = None
