@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -16,6 +17,7 @@ from django.db import connection
 
 from tests.factories import UserFactory
 
+OTP_MIDDLEWARE = "django_emailotp.middleware.EmailOTPMiddleware"
 CODE_LINE = re.compile(r"^\s{4}(\d{6,10})\s*$", re.MULTILINE)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SERVICES_SUITE = bool(os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
@@ -68,6 +70,15 @@ def _empty_rate_limit_counters() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(params=[True, False], ids=["with-middleware", "without-middleware"])
+def middleware_installed(request: pytest.FixtureRequest, settings: Any) -> bool:
+    """Runs a test with EmailOTPMiddleware in MIDDLEWARE and again without it: views marked for step-up must answer
+    the same either way, because they guard themselves (SECURITY.md rule 20). Parametrize it ``indirect`` to pick."""
+    if not request.param:
+        settings.MIDDLEWARE = [name for name in settings.MIDDLEWARE if name != OTP_MIDDLEWARE]
+    return bool(request.param)
 
 
 @pytest.fixture

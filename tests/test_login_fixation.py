@@ -55,13 +55,18 @@ def assert_moved_away_from(planted: str, victim: Client) -> None:
     assert victim.session[SESSION_BINDING_KEY] != PLANTED_NONCE
 
 
+def password_through_a_planted_session(capture: Capture, path: str, **extra: Any) -> tuple[str, Client, Any]:
+    """The victim's browser, holding the planted session, enters the right password: (planted id, browser, answer)."""
+    planted = planted_session()
+    victim = browser_with(planted)
+    with capture(execute=True):
+        return planted, victim, victim.post(path, {"username": "alice", "password": PASSWORD}, **extra)
+
+
 def test_the_html_login_leaves_a_planted_session_with_nothing(
     user: Any, django_capture_on_commit_callbacks: Capture, mailoutbox: list[EmailMessage]
 ) -> None:
-    planted = planted_session()
-    victim = browser_with(planted)
-    with django_capture_on_commit_callbacks(execute=True):
-        password = victim.post(LOGIN, {"username": "alice", "password": PASSWORD})
+    planted, victim, password = password_through_a_planted_session(django_capture_on_commit_callbacks, LOGIN)
     assert (password.status_code, password["Location"]) == (302, VERIFY)
     code = code_from(mailoutbox[0])
 
@@ -88,10 +93,9 @@ def test_the_html_login_leaves_a_planted_session_with_nothing(
 def test_the_api_login_leaves_a_planted_session_with_nothing(
     user: Any, django_capture_on_commit_callbacks: Capture, mailoutbox: list[EmailMessage]
 ) -> None:
-    planted = planted_session()
-    victim = browser_with(planted)
-    with django_capture_on_commit_callbacks(execute=True):
-        password = victim.post(API_LOGIN, {"username": "alice", "password": PASSWORD}, content_type="application/json")
+    planted, victim, password = password_through_a_planted_session(
+        django_capture_on_commit_callbacks, API_LOGIN, content_type="application/json"
+    )
     assert password.status_code == 202
     assert password.json()["second_factor_required"] is True
     code = code_from(mailoutbox[0])
