@@ -138,15 +138,12 @@ def subject_of(value: Any) -> str:
 
 
 def ip_subject(ip: str | None) -> str:
-    """What a per-IP limit counts an address as: IPv4 as itself (an IPv4-mapped IPv6 address too), IPv6 as its
-    ``EMAIL_OTP_IPV6_PREFIX_LENGTH`` network, since one subscriber holds a whole /64 and can pick any address in it.
-    The audit trail keeps the exact address; only the counters group."""
+    """What a per-IP limit counts a client address (``RequestMeta.ip_address``, valid or None) as: IPv4 as itself
+    (an IPv4-mapped IPv6 address too), IPv6 as its ``EMAIL_OTP_IPV6_PREFIX_LENGTH`` network, since one subscriber
+    holds a whole /64 and can pick any address in it. The audit trail keeps the exact address; only counters group."""
     if not ip:
         return ""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return subject_of(ip)
+    address = ipaddress.ip_address(ip)
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return str(address.ipv4_mapped)

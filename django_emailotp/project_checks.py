@@ -60,7 +60,7 @@ def views_needing_step_up() -> list[str]:
 @register(Tags.security)
 def check_basic_authentication(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
     """DRF's default authentication classes, when DRF is installed: HTTP Basic gets round the login code."""
-    if importlib.util.find_spec("rest_framework") is None:
+    if importlib.util.find_spec("rest_framework") is None:  # pragma: no cover - the no-extras subprocess test
         return []
     from rest_framework.authentication import BasicAuthentication
     from rest_framework.settings import api_settings

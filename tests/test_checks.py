@@ -17,6 +17,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 from rest_framework.authentication import BasicAuthentication
 
+from django_emailotp import project_checks
 from django_emailotp.checks import MESSAGES, UNSUITABLE_CACHES
 from django_emailotp.limits import DEFAULT_RATES
 
@@ -301,6 +302,15 @@ def test_celery_delivery_without_celery(monkeypatch: pytest.MonkeyPatch) -> None
     with override_settings(EMAIL_OTP_DELIVERY="celery"):
         assert emailotp_ids() == ["emailotp.E006"]
     with override_settings(EMAIL_OTP_DELIVERY="sync"):
+        assert emailotp_ids() == []
+
+
+def test_project_checks_leave_broken_configuration_to_its_own_checks() -> None:
+    """A URLconf that does not import is Django's urls checks' to report (they raise), a DRF class that does not
+    import DRF's; the app's checks stay quiet about both rather than fail."""
+    with override_settings(MIDDLEWARE=OTHER_MIDDLEWARE, ROOT_URLCONF="tests.no_such_urlconf"):
+        assert project_checks.check_views_need_the_middleware() == []
+    with override_settings(REST_FRAMEWORK={"DEFAULT_AUTHENTICATION_CLASSES": ["tests.no_such_module.Auth"]}):
         assert emailotp_ids() == []
 
 
