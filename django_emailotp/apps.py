@@ -13,7 +13,7 @@ class EmailOTPConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.signals import user_logged_out
 
-        from django_emailotp import checks  # noqa: F401  (registers the system checks)
+        from django_emailotp import checks, project_checks  # noqa: F401  (register the system checks)
         from django_emailotp.receivers import revoke_grants_on_logout
 
         user_logged_out.connect(revoke_grants_on_logout, dispatch_uid="emailotp_revoke_grants_on_logout")

@@ -33,6 +33,9 @@ MIDDLEWARE_PATH = "django_emailotp.middleware.EmailOTPMiddleware"
 AUTH_MIDDLEWARE_PATH = "django.contrib.auth.middleware.AuthenticationMiddleware"
 CSRF_MIDDLEWARE_PATH = "django.middleware.csrf.CsrfViewMiddleware"
 MAX_LOCKOUT_DURATION = 7 * 24 * 60 * 60
+# Per-IP limits group IPv6 clients by network: /32 is about what one provider holds, /128 one address each.
+MIN_IPV6_PREFIX_LENGTH = 32
+MAX_IPV6_PREFIX_LENGTH = 128
 MAX_BACKUP_CODE_COUNT = 50
 MIN_BACKUP_CODE_LENGTH = 10  # 50 bits
 MAX_BACKUP_CODE_LENGTH = 32
@@ -163,9 +166,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "fine for runserver, not for production.",
         "Use Redis (django.core.cache.backends.redis.RedisCache) or Memcached before turning DEBUG off.",
     ),
-    "W004": (
-        "EMAIL_OTP_PROTECTED_URLS is set but EmailOTPMiddleware is not in MIDDLEWARE, so nothing is protected.",
-        "Add django_emailotp.middleware.EmailOTPMiddleware after AuthenticationMiddleware.",
+    "E041": (
+        "EMAIL_OTP_PROTECTED_URLS is set but EmailOTPMiddleware is not in MIDDLEWARE, so those URLs are open.",
+        "Add django_emailotp.middleware.EmailOTPMiddleware after AuthenticationMiddleware (the patterns are "
+        "enforced by the middleware only), or mark the views with @step_up_required instead.",
+    ),
+    "W011": (
+        "Views in the URLconf require step-up but EmailOTPMiddleware is not in MIDDLEWARE.",
+        "The views still demand a fresh grant by themselves, but request.emailotp is missing, and browsers opening a "
+        "DRF view behind StepUpRequired get its 401 instead of the prompt. Add "
+        "django_emailotp.middleware.EmailOTPMiddleware after AuthenticationMiddleware.",
+    ),
+    "W012": (
+        'REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] includes BasicAuthentication (DRF\'s default does).',
+        "HTTP Basic sends the password with every request, so whoever knows it uses the API without ever entering "
+        "a login code, and shares the step-up grants of every other client with that password. List "
+        "SessionAuthentication for browsers and TokenAuthentication (or another token scheme) for scripts instead.",
     ),
     "W005": (
         "EmailOTPMiddleware is installed but the step-up pages are not in the URLconf.",
@@ -241,6 +257,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "EMAIL_OTP_NOTIFY_AFTER_FAILURES must be a whole number of at least 1.",
         "The default is 3: a right code that follows 3 or more wrong codes in a row emails the user a notice. "
         "To send no notices at all, set EMAIL_OTP_NOTIFY_USERS = False.",
+    ),
+    "E042": (
+        f"EMAIL_OTP_IPV6_PREFIX_LENGTH must be a whole number from {MIN_IPV6_PREFIX_LENGTH} to "
+        f"{MAX_IPV6_PREFIX_LENGTH}.",
+        "Per-IP rate limits count an IPv6 client by its network of this prefix length: the default 64 is what one "
+        "subscriber or site is given, so nobody escapes a limit by moving to another address in it; 128 counts "
+        "every address apart.",
     ),
     # Deploy checks (manage.py check --deploy): Django's own settings that one-time codes lean on.
     "E038": (
@@ -344,6 +367,9 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
     proxies = app_settings.TRUSTED_PROXY_COUNT
     if not _is_int(proxies) or proxies < 0:
         errors.append(_message("E011"))
+    prefix = app_settings.IPV6_PREFIX_LENGTH
+    if not _is_int(prefix) or not MIN_IPV6_PREFIX_LENGTH <= prefix <= MAX_IPV6_PREFIX_LENGTH:
+        errors.append(_message("E042"))
     retries = app_settings.DELIVERY_MAX_RETRIES
     if not _is_int(retries) or not 0 <= retries <= MAX_DELIVERY_RETRIES:
         errors.append(_message("E012"))
@@ -404,7 +430,7 @@ def _check_step_up() -> list[CheckMessage]:
         except NoReverseMatch:
             errors.append(_message("W005", Warning))
     elif patterns:
-        errors.append(_message("W004", Warning))
+        errors.append(_message("E041"))
     return errors
 
 

@@ -133,6 +133,11 @@ class AppSettings:
         return _get("TRUSTED_PROXY_COUNT", 0)
 
     @property
+    def IPV6_PREFIX_LENGTH(self) -> int:
+        """How per-IP rate limits group IPv6 clients: by this network prefix (a /64 is one site or subscriber)."""
+        return _get("IPV6_PREFIX_LENGTH", 64)
+
+    @property
     def STEP_UP_MAX_AGE(self) -> int:
         """Seconds a step-up grant lasts (the default window of ``step_up_required``); at most 12 hours."""
         return _get("STEP_UP_MAX_AGE", 300)

@@ -1,15 +1,19 @@
-"""Marking views that need step-up. The marks are enforced by ``EmailOTPMiddleware``, like Django's own
-``login_required`` marker is by ``LoginRequiredMiddleware``."""
+"""Views that need step-up: the decorator and the mixin wrap the view in a guard that demands a fresh grant by
+itself, middleware or not (SECURITY.md rule 20). The mark they leave lets ``EmailOTPMiddleware`` check first, and
+the guard then lets the request through without checking (and using a grant) again."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar, overload
+from functools import wraps
+from typing import Any, ClassVar, TypeVar, cast, overload
 
-from django.http import HttpRequest
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.http import HttpRequest, HttpResponse
 
 from django_emailotp.purposes import STEP_UP
 from django_emailotp.services import StepUpRequirement
+from django_emailotp.step_up import demand, has_passed
 
 REQUIREMENT_ATTR = "emailotp_step_up"
 EXEMPT_ATTR = "emailotp_step_up_exempt"
@@ -45,11 +49,24 @@ def step_up_required(
     """
     requirement = StepUpRequirement(purpose=purpose, max_age=max_age, single_use=single_use, action=action)
 
-    def mark(view_func: ViewFunc) -> ViewFunc:
-        setattr(view_func, REQUIREMENT_ATTR, requirement)
-        return view_func
+    def guard(view_func: ViewFunc) -> ViewFunc:
+        def refusal(request: HttpRequest) -> HttpResponse | None:
+            return None if has_passed(request, requirement) else demand(request, view_func, requirement)
 
-    return mark(view) if view is not None else mark
+        async def async_guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            response = await sync_to_async(refusal)(request)
+            return response if response is not None else await view_func(request, *args, **kwargs)
+
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            response = refusal(request)
+            return response if response is not None else view_func(request, *args, **kwargs)
+
+        # wraps() copies the view's attributes (DRF's cls and initkwargs, csrf_exempt, an inner mark) to the guard.
+        wrapper: Any = wraps(view_func)(async_guarded if iscoroutinefunction(view_func) else guarded)
+        setattr(wrapper, REQUIREMENT_ATTR, requirement)
+        return cast(ViewFunc, wrapper)
+
+    return guard(view) if view is not None else guard
 
 
 def step_up_exempt(view: ViewFunc) -> ViewFunc:

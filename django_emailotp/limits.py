@@ -6,6 +6,7 @@ The cache is django-ratelimit's: ``RATELIMIT_USE_CACHE`` (default ``"default"``)
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -134,3 +135,17 @@ def ensure_not_exceeded(name: str, subject: str) -> None:
 
 def subject_of(value: Any) -> str:
     return "" if value is None else str(value).strip().lower()
+
+
+def ip_subject(ip: str | None) -> str:
+    """What a per-IP limit counts a client address (``RequestMeta.ip_address``, valid or None) as: IPv4 as itself
+    (an IPv4-mapped IPv6 address too), IPv6 as its ``EMAIL_OTP_IPV6_PREFIX_LENGTH`` network, since one subscriber
+    holds a whole /64 and can pick any address in it. The audit trail keeps the exact address; only counters group."""
+    if not ip:
+        return ""
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, app_settings.IPV6_PREFIX_LENGTH), strict=False))
+    return str(address)

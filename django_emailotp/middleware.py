@@ -1,6 +1,9 @@
-"""Enforces step-up on marked views and on ``EMAIL_OTP_PROTECTED_URLS``; exposes ``request.emailotp``.
+"""Adds ``EMAIL_OTP_PROTECTED_URLS`` and ``request.emailotp``; checks marked views before any other view
+middleware runs (their own guard then does not check again).
 
-Must come after ``AuthenticationMiddleware`` (system check emailotp.E020). Sync and async capable.
+Marked views are safe without it: ``@step_up_required``, ``StepUpRequiredMixin`` and ``StepUpRequired`` demand a
+grant by themselves. Must come after ``AuthenticationMiddleware`` (system check emailotp.E020). Sync and async
+capable.
 """
 
 from __future__ import annotations
@@ -12,10 +15,8 @@ from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any
 
-from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
-from django.utils.translation import gettext_lazy as _
 
 from django_emailotp import services
 from django_emailotp.conf import app_settings
@@ -23,15 +24,9 @@ from django_emailotp.decorators import is_exempt, requirement_of
 from django_emailotp.models import StepUpGrant
 from django_emailotp.purposes import STEP_UP
 from django_emailotp.services import StepUpRequirement
-from django_emailotp.step_up import is_navigation, step_up_response, wants_json
+from django_emailotp.step_up import demand, is_drf_view, is_navigation
 
 APP_NAMESPACE = "emailotp"
-SIGN_IN_FIRST = _("Sign in first.")
-
-
-def _is_drf_view(view_func: Callable[..., Any]) -> bool:
-    cls = getattr(view_func, "cls", None)
-    return cls is not None and any(base.__module__.startswith("rest_framework.") for base in cls.__mro__)
 
 
 def step_up_permission_of(view_func: Callable[..., Any]) -> StepUpRequirement | None:
@@ -40,7 +35,7 @@ def step_up_permission_of(view_func: Callable[..., Any]) -> StepUpRequirement | 
     Recognised by the ``step_up_requirement()`` classmethod it exposes rather than by its class: the permission
     imports what it shares with this module from ``step_up``, and neither imports the other.
     """
-    if not _is_drf_view(view_func):
+    if not is_drf_view(view_func):
         return None
     initkwargs = getattr(view_func, "initkwargs", {})
     permissions: Any = initkwargs.get("permission_classes", view_func.cls.permission_classes)  # type: ignore[attr-defined]
@@ -119,7 +114,7 @@ def requirement_for(request: HttpRequest, view_func: Callable[..., Any]) -> Step
         return None
     # Views Django marks as public (login_not_required: the admin's login page, for one) stay reachable. DRF marks
     # every view so, because it authenticates inside the view: that says nothing about DRF views being public.
-    if getattr(view_func, "login_required", True) is False and not _is_drf_view(view_func):
+    if getattr(view_func, "login_required", True) is False and not is_drf_view(view_func):
         return None
     return StepUpRequirement() if matches_protected_urls(request, patterns) else None
 
@@ -134,27 +129,7 @@ class EmailOTPMiddleware(MiddlewareMixin):
         requirement = requirement_for(request, view_func)
         # A browser navigating to a DRF view behind the StepUpRequired permission gets the HTML prompt too; the
         # permission still decides (and uses up a single-use grant) when the view runs.
-        navigation = None
         if requirement is None and is_navigation(request):
-            requirement = navigation = step_up_permission_of(view_func)
-        if requirement is None:
-            return None
-        subject: Any = request
-        if _is_drf_view(view_func):
-            # DRF authenticates inside the view (tokens, ...): look at the request the way the view will.
-            from django_emailotp.api.integration import as_drf_request
-
-            subject = as_drf_request(request, view_func)
-            if subject is None:
-                return None  # authentication failed: the view answers with its own 401/403
-        if not subject.user.is_authenticated:
-            if subject is not request and wants_json(request):
-                # Step-up implies a signed-in user, whatever the DRF view's own permission classes allow.
-                return JsonResponse({"error": "not_authenticated", "message": str(SIGN_IN_FIRST)}, status=401)
-            return redirect_to_login(request.get_full_path())
-        if navigation is not None and services.find_step_up_grant(subject, requirement) is not None:
-            return None
-        if navigation is None and services.use_step_up_grant(subject, requirement):
-            return None
-        services.record_step_up_required(subject, requirement)
-        return step_up_response(subject, requirement)
+            navigation = step_up_permission_of(view_func)
+            return demand(request, view_func, navigation, use_grant=False) if navigation is not None else None
+        return demand(request, view_func, requirement) if requirement is not None else None

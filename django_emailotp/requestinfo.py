@@ -41,11 +41,27 @@ def client_ip(request: Any) -> str | None:
     return _valid_ip(forwarded[-proxies]) or remote
 
 
+def _basic_user(request: Any) -> Any | None:
+    """The user DRF's BasicAuthentication (or a subclass) authenticated this request as, or None."""
+    authenticator = getattr(request, "successful_authenticator", None)  # only a DRF Request has one
+    if authenticator is None:
+        return None
+    from rest_framework.authentication import BasicAuthentication
+
+    return request.user if isinstance(authenticator, BasicAuthentication) else None
+
+
 def _credential(request: Any, *, create: bool) -> str:
     # DRF sets request.auth for token-style authentication; bind to that credential rather than a session.
     auth = getattr(request, "auth", None)
     if auth is not None:
         return "credential:" + str(getattr(auth, "key", None) or auth)
+    # HTTP Basic sends the password with every request and keeps no session (a new one each time would orphan every
+    # code). Bind to what the password was checked against: the user and their stored password hash, which a
+    # password change (even to the same password: a new salt) replaces. The password itself is never hashed here.
+    basic_user = _basic_user(request)
+    if basic_user is not None:
+        return f"basic:{basic_user.pk}:{basic_user.password}"
     session = getattr(request, "session", None)
     if session is None:
         return ""
@@ -53,6 +69,12 @@ def _credential(request: Any, *, create: bool) -> str:
     if nonce is None and create:
         nonce = session[SESSION_BINDING_KEY] = secrets.token_urlsafe(32)
     return f"session:{nonce}" if nonce else ""
+
+
+def renew_session_binding(request: Any) -> None:
+    """Give the session a new binding nonce (and forget the metadata computed with the old one)."""
+    request.session[SESSION_BINDING_KEY] = secrets.token_urlsafe(32)
+    vars(request).pop(_CACHE_ATTR, None)
 
 
 @dataclass(frozen=True)

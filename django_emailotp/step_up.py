@@ -1,21 +1,25 @@
-"""How a request without the step-up it needs is answered, for the middleware and the DRF permission alike.
+"""The one step-up decision for a request to a view that needs it, and how a refusal is answered: for the
+decorator, the mixin, the middleware and the DRF permission alike.
 
-API clients get a 401 JSON body (and, with a token-style credential, an RFC 9470 ``WWW-Authenticate``); browsers
-are sent to the prompt, a POST kept for replay. Which view needs step-up, and whether a grant is fresh, is decided
-by the callers (and ``services``); this module only shapes the answer, and needs nothing of DRF.
+:func:`demand` lets the request through with a fresh grant (using up a single-use one) or answers for it: API
+clients get a 401 JSON body (and, with a token-style credential, an RFC 9470 ``WWW-Authenticate``); browsers are
+sent to the prompt, a POST kept for replay. Which view needs which step-up is decided by the callers, whether a
+grant is fresh by ``services``. DRF is imported only for a DRF view.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 
-from django_emailotp import replay
+from django_emailotp import replay, services
 from django_emailotp.services import StepUpRequirement
 
 # An HTTP auth-scheme token (RFC 9110 token characters).
@@ -23,6 +27,9 @@ AUTH_SCHEME_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,32}")
 STEP_UP_NEEDED = _("Confirm it is you with a code sent to your email address first.")
 # RFC 6750 limits error_description to printable ASCII without quotes or backslashes; kept untranslated.
 STEP_UP_NEEDED_HEADER = "A fresh email one-time code is required"
+SIGN_IN_FIRST = _("Sign in first.")
+# The requirements this request has already passed (the middleware checks before the view's own guard would).
+PASSED_ATTR = "_emailotp_step_up_passed"
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -91,3 +98,45 @@ def step_up_response(request: HttpRequest, requirement: StepUpRequirement) -> Ht
         token = replay.save(request, requirement.action_for(request))
         return HttpResponseRedirect(step_up_url(requirement.purpose, request.path, token))
     return HttpResponseRedirect(step_up_url(requirement.purpose, request.get_full_path()))
+
+
+def is_drf_view(view_func: Callable[..., Any]) -> bool:
+    cls = getattr(view_func, "cls", None)
+    return cls is not None and any(base.__module__.startswith("rest_framework.") for base in cls.__mro__)
+
+
+def has_passed(request: HttpRequest, requirement: StepUpRequirement) -> bool:
+    """Whether this request already passed ``requirement`` (so a second guard must not use a grant again)."""
+    return any(passed is requirement for passed in getattr(request, PASSED_ATTR, ()))
+
+
+def demand(
+    request: HttpRequest, view_func: Callable[..., Any], requirement: StepUpRequirement, *, use_grant: bool = True
+) -> HttpResponse | None:
+    """None when the request may reach ``view_func``, which needs ``requirement``; else the answer for it.
+
+    With a fresh grant the request passes (a single-use grant is used up, a sliding one renewed; ``use_grant=False``
+    only looks). Anonymous users go to the login page (API clients of a DRF view get a 401). Otherwise the refusal is
+    audited and answered by :func:`step_up_response`. A DRF view's request is looked at the way the view will see
+    it (token authentication included); when its authentication fails, the view answers with its own 401/403.
+    """
+    subject: Any = request
+    if is_drf_view(view_func):
+        from django_emailotp.api.integration import as_drf_request
+
+        subject = as_drf_request(request, view_func)
+        if subject is None:  # the view's own authentication refuses this request, with DRF's 401 or 403
+            return None
+    if not subject.user.is_authenticated:
+        if subject is not request and wants_json(request):
+            # Step-up implies a signed-in user, whatever the DRF view's own permission classes allow.
+            return JsonResponse({"error": "not_authenticated", "message": str(SIGN_IN_FIRST)}, status=401)
+        return redirect_to_login(request.get_full_path())
+    if not use_grant:
+        if services.find_step_up_grant(subject, requirement) is not None:
+            return None
+    elif services.use_step_up_grant(subject, requirement):
+        setattr(request, PASSED_ATTR, (*getattr(request, PASSED_ATTR, ()), requirement))
+        return None
+    services.record_step_up_required(subject, requirement)
+    return step_up_response(subject, requirement)

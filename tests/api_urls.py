@@ -14,7 +14,12 @@ from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import get_token
 from django.urls import include, path
 from rest_framework import exceptions
-from rest_framework.authentication import BaseAuthentication, SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import (
+    BaseAuthentication,
+    BasicAuthentication,
+    SessionAuthentication,
+    TokenAuthentication,
+)
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -99,6 +104,13 @@ class Billing(Recorded):
     name = "billing"
 
 
+class BasicSecret(Secret):
+    """``curl -u user:password``: DRF's BasicAuthentication (in DRF's default authentication classes)."""
+
+    authentication_classes = (BasicAuthentication,)
+    name = "basic-secret"
+
+
 def csrf(request: HttpRequest) -> JsonResponse:
     """What an SPA calls first: sets the CSRF cookie and returns the token for the X-CSRFToken header."""
     return JsonResponse({"csrf_token": get_token(request)})
@@ -114,8 +126,24 @@ bearer_api = [
     path("step-up/", api_views.StepUpStatusView.as_view(authentication_classes=AUTHENTICATION)),
 ]
 
+# And for clients that send a username and password with every request (HTTP Basic).
+BASIC = (BasicAuthentication,)
+basic_api = [
+    path("challenges/", api_views.ChallengeCreateView.as_view(authentication_classes=BASIC)),
+    path("challenges/<str:challenge_id>/verify/", api_views.ChallengeVerifyView.as_view(authentication_classes=BASIC)),
+    path("challenges/<str:challenge_id>/resend/", api_views.ChallengeResendView.as_view(authentication_classes=BASIC)),
+    path("step-up/", api_views.StepUpStatusView.as_view(authentication_classes=BASIC)),
+]
+
 urlpatterns = [
     path("api/bearer-otp/", include((bearer_api, "bearer-otp"))),
+    path("api/basic-otp/", include((basic_api, "basic-otp"))),
+    path("api/basic-secret/", BasicSecret.as_view(), name="api-basic-secret"),
+    path(
+        "api/basic-decorated/",
+        step_up_required(Decorated.as_view(authentication_classes=BASIC), single_use=True),
+        name="api-basic-decorated",
+    ),
     path("csrf/", csrf, name="csrf"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("otp/", include("django_emailotp.urls")),

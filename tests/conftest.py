@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -16,6 +17,7 @@ from django.db import connection
 
 from tests.factories import UserFactory
 
+OTP_MIDDLEWARE = "django_emailotp.middleware.EmailOTPMiddleware"
 CODE_LINE = re.compile(r"^\s{4}(\d{6,10})\s*$", re.MULTILINE)
 # The brokers every real-worker test runs on (tests/worker.py).
 BROKERS = ("redis", "rabbitmq")
@@ -76,6 +78,15 @@ def _empty_rate_limit_counters() -> None:
 def broker(request: pytest.FixtureRequest) -> str:
     """The Celery broker of a worker test module: it runs once on Redis, once on RabbitMQ."""
     return str(request.param)
+
+
+@pytest.fixture(params=[True, False], ids=["with-middleware", "without-middleware"])
+def middleware_installed(request: pytest.FixtureRequest, settings: Any) -> bool:
+    """Runs a test with EmailOTPMiddleware in MIDDLEWARE and again without it: views marked for step-up must answer
+    the same either way, because they guard themselves (SECURITY.md rule 20). Parametrize it ``indirect`` to pick."""
+    if not request.param:
+        settings.MIDDLEWARE = [name for name in settings.MIDDLEWARE if name != OTP_MIDDLEWARE]
+    return bool(request.param)
 
 
 @pytest.fixture

@@ -97,6 +97,13 @@ async def async_view(request: HttpRequest) -> HttpResponse:
 
 
 @step_up_required
+@step_up_required(purpose="danger_zone")
+def stacked(request: HttpRequest) -> HttpResponse:
+    """Two marks, two purposes: both must hold."""
+    return _record("stacked", request)
+
+
+@step_up_required
 def transfer(request: HttpRequest) -> HttpResponse:
     """A protected form target: the POST that hits it without a grant is kept and replayed."""
     return _record("transfer", request)
@@ -131,6 +138,7 @@ urlpatterns = [
     path("danger/", danger, name="danger"),
     path("mixin/", MixinView.as_view(), name="mixin"),
     path("async/", async_view, name="async"),
+    path("stacked/", stacked, name="stacked"),
     path("transfer/", transfer, name="transfer"),
     path("transfer/form/", transfer_form, name="transfer-form"),
     path("billing/", include((billing_patterns, "billing"))),

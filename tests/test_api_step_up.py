@@ -1,6 +1,9 @@
 """Step-up on DRF views: the StepUpRequired permission (subclass and with_options, single use), the
 step_up_required decorator and EMAIL_OTP_PROTECTED_URLS; the 401 body, RFC 9470's WWW-Authenticate for token
-credentials, and the HTML prompt for a browser navigation."""
+credentials, and the HTML prompt for a browser navigation.
+
+The permission and the decorator hold without EmailOTPMiddleware too (SECURITY.md rule 20, issue 10 finding 4):
+their tests run both ways (the ``middleware_installed`` fixture); EMAIL_OTP_PROTECTED_URLS needs the middleware."""
 
 from __future__ import annotations
 
@@ -73,6 +76,7 @@ def protected_urls(settings: Any) -> list[str]:
         ("/api/danger/", "danger_zone", 300),  # a subclass
     ],
 )
+@pytest.mark.usefixtures("middleware_installed")
 def test_permission_answers_401_step_up_required(api: Api, user: Any, path: str, purpose: str, max_age: int) -> None:
     response = api.get(path)
     assert_step_up_required(response, api, purpose, max_age)
@@ -87,6 +91,7 @@ def test_permission_answers_401_step_up_required(api: Api, user: Any, path: str,
     assert required.data == {"path": path, "method": "GET", "max_age": max_age}
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_permission_passes_after_step_up(api: Api, flow: Flow) -> None:
     assert api.get("/api/secret/").status_code == 401
     flow.step_up(api)
@@ -107,6 +112,7 @@ def test_with_options_max_age(api: Api, clock: time_machine.Traveller, flow: Flo
     assert [name for name, *_ in api_urls.view_runs] == ["strict", "secret"]
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_single_use_grant_allows_one_request(api: Api, user: Any, flow: Flow) -> None:
     flow.step_up(api)
     assert api.post("/api/transfer/").status_code == 200
@@ -163,9 +169,16 @@ def test_the_challenge_url_starts_the_flow(api: Api, flow: Flow) -> None:
 # The decorator and EMAIL_OTP_PROTECTED_URLS on DRF views (the middleware authenticates the DRF way)
 
 
-@pytest.mark.parametrize("path", ["/api/decorated/", "/api/billing/"])
+DECORATED_BOTH_WAYS_BILLING_WITH_THE_MIDDLEWARE = pytest.mark.parametrize(
+    ("path", "middleware_installed"),
+    [("/api/decorated/", True), ("/api/decorated/", False), ("/api/billing/", True)],
+    indirect=["middleware_installed"],
+)
+
+
+@DECORATED_BOTH_WAYS_BILLING_WITH_THE_MIDDLEWARE
 def test_decorator_and_protected_urls_with_token_auth(
-    api: Api, user: Any, flow: Flow, protected_urls: list[str], path: str
+    api: Api, user: Any, flow: Flow, protected_urls: list[str], path: str, middleware_installed: bool
 ) -> None:
     response = api.get(path, headers={"Accept": "application/json"})
     assert_step_up_required(response, api)
@@ -183,6 +196,7 @@ def test_decorator_and_protected_urls_with_token_auth(
     assert api_urls.view_runs == [(name, "alice", api.kind)]
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_token_clients_without_accept_header_get_json(user: Any, clock: Any, flow: Flow) -> None:
     """An Authorization header marks an API client even when it accepts anything."""
     token = token_api(user)
@@ -191,6 +205,7 @@ def test_token_clients_without_accept_header_get_json(user: Any, clock: Any, flo
     assert response["WWW-Authenticate"] == rfc9470("Token")
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_decorated_single_use(api: Api, flow: Flow) -> None:
     flow.step_up(api)
     json = {"Accept": "application/json"}
@@ -199,6 +214,7 @@ def test_decorated_single_use(api: Api, flow: Flow) -> None:
     assert api_urls.view_runs == [("decorated", "alice", api.kind)]
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_a_token_grant_does_not_open_decorated_views_for_the_session(user: Any, clock: Any, flow: Flow) -> None:
     token, session = token_api(user), session_api(user)
     flow.step_up(token)
@@ -206,10 +222,13 @@ def test_a_token_grant_does_not_open_decorated_views_for_the_session(user: Any, 
     assert session.get("/api/decorated/", headers={"Accept": "application/json"}).status_code == 401
 
 
-def test_middleware_leaves_bad_credentials_to_the_view(db: None, protected_urls: list[str]) -> None:
-    response = Client().get("/api/billing/", headers={"Authorization": "Token nope"})
+@DECORATED_BOTH_WAYS_BILLING_WITH_THE_MIDDLEWARE
+def test_bad_credentials_are_left_to_the_view(
+    db: None, protected_urls: list[str], path: str, middleware_installed: bool
+) -> None:
+    response = Client().get(path, headers={"Authorization": "Token nope"})
     assert (response.status_code, response.json()) == (403, {"detail": "Invalid token."})
-    anonymous = Client().get("/api/decorated/", headers={"Accept": "application/json"})
+    anonymous = Client().get(path, headers={"Accept": "application/json"})
     assert (anonymous.status_code, anonymous.json()) == (
         401,
         {"error": "not_authenticated", "message": "Sign in first."},
@@ -222,10 +241,11 @@ def test_middleware_leaves_bad_credentials_to_the_view(db: None, protected_urls:
     ("body", "content_type"),
     [("{}", "application/json"), ("a=1", "application/x-www-form-urlencoded"), ("", "application/json")],
 )
+@pytest.mark.usefixtures("middleware_installed")
 def test_session_posts_to_a_decorated_view_need_step_up(
     user: Any, clock: Any, flow: Flow, body: str, content_type: str
 ) -> None:
-    """Whatever the body, the middleware sees the session user (the CSRF check reads no JSON body)."""
+    """Whatever the body, the guard sees the session user (the CSRF check reads no JSON body)."""
     session = session_api(user)
     json = {"Accept": "application/json"}
     denied = session.post("/api/decorated-once/", body, content_type=content_type, headers=json)
@@ -238,6 +258,7 @@ def test_session_posts_to_a_decorated_view_need_step_up(
     assert api_urls.view_runs == [("decorated", "alice", "session")]
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_session_post_without_csrf_to_a_decorated_view_is_refused_by_drf(user: Any, clock: Any, flow: Flow) -> None:
     session = session_api(user)
     flow.step_up(session)
@@ -251,9 +272,13 @@ def test_session_post_without_csrf_to_a_decorated_view_is_refused_by_drf(user: A
 # A browser navigation still gets the HTML prompt
 
 
-@pytest.mark.parametrize("path", ["/api/decorated/", "/api/billing/", "/api/secret/"])
+@pytest.mark.parametrize(
+    ("path", "middleware_installed"),
+    [("/api/decorated/", True), ("/api/decorated/", False), ("/api/billing/", True), ("/api/secret/", True)],
+    indirect=["middleware_installed"],
+)
 def test_browser_navigation_is_redirected_to_the_prompt(
-    user: Any, clock: Any, flow: Flow, protected_urls: list[str], path: str
+    user: Any, clock: Any, flow: Flow, protected_urls: list[str], path: str, middleware_installed: bool
 ) -> None:
     browser = session_api(user)
     accept = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
@@ -263,6 +288,19 @@ def test_browser_navigation_is_redirected_to_the_prompt(
     assert api_urls.view_runs == []
     flow.step_up(browser)
     assert browser.client.get(path, headers=accept).status_code == 200
+
+
+@pytest.mark.parametrize("middleware_installed", [False], indirect=True)
+def test_without_the_middleware_a_navigation_to_the_permission_gets_its_401(
+    user: Any, clock: Any, middleware_installed: bool
+) -> None:
+    """Only the middleware can send a browser opening a permission-protected DRF view to the prompt (DRF answers
+    a permission's refusal through its exception handler); the permission still refuses."""
+    browser = session_api(user)
+    response = browser.client.get("/api/secret/", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert response.status_code == 401
+    assert api_urls.view_runs == []
+    assert events("step_up_required") == [("step_up_required", "")]
 
 
 def test_browser_navigation_leaves_a_single_use_grant_to_the_permission(user: Any, clock: Any, flow: Flow) -> None:

@@ -16,7 +16,9 @@ from django.core.checks import run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
+from rest_framework.authentication import BasicAuthentication
 
+from django_emailotp import project_checks
 from django_emailotp.checks import MESSAGES, UNSUITABLE_CACHES, check_settings
 from django_emailotp.limits import DEFAULT_RATES
 
@@ -32,7 +34,15 @@ WITHOUT_CSRF = [name for name in settings.MIDDLEWARE if name != CSRF_MIDDLEWARE]
 CACHE_DIR = str(Path(__file__).resolve().parent / "never-written-cache")
 LOCMEM_CACHE = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 WITHOUT_AUTHTOKEN = [name for name in settings.INSTALLED_APPS if name != "rest_framework.authtoken"]
+BASIC_AUTH = "rest_framework.authentication.BasicAuthentication"
+SESSION_AUTH = "rest_framework.authentication.SessionAuthentication"
+TOKEN_AUTH = "rest_framework.authentication.TokenAuthentication"
 REDIS_CACHE = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/9"}
+
+
+class CompanyBasicAuthentication(BasicAuthentication):
+    """A project's own HTTP Basic: still Basic."""
+
 
 # (check id, settings that must trigger it). The other settings stay at the test settings' values.
 BAD: list[tuple[str, dict[str, Any]]] = [
@@ -65,6 +75,12 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("E010", {"EMAIL_OTP_PURPOSES": ["payout"]}),
     ("E011", {"EMAIL_OTP_TRUSTED_PROXY_COUNT": -1}),
     ("E011", {"EMAIL_OTP_TRUSTED_PROXY_COUNT": "1"}),
+    ("E042", {"EMAIL_OTP_IPV6_PREFIX_LENGTH": 31}),  # wider than a provider's allocation
+    ("E042", {"EMAIL_OTP_IPV6_PREFIX_LENGTH": 129}),
+    ("E042", {"EMAIL_OTP_IPV6_PREFIX_LENGTH": 0}),
+    ("E042", {"EMAIL_OTP_IPV6_PREFIX_LENGTH": "64"}),
+    ("E042", {"EMAIL_OTP_IPV6_PREFIX_LENGTH": 64.0}),
+    ("E042", {"EMAIL_OTP_IPV6_PREFIX_LENGTH": True}),
     ("E012", {"EMAIL_OTP_DELIVERY_MAX_RETRIES": -1}),
     ("E012", {"EMAIL_OTP_DELIVERY_MAX_RETRIES": 21}),
     ("E013", {"EMAIL_OTP_DELIVERY_RETRY_BACKOFF": 0}),
@@ -91,8 +107,12 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("W001", {"EMAIL_OTP_SITE_URL": UNSET}),
     ("W002", {"EMAIL_OTP_SITE_URL": "http://example.com", "DEBUG": False}),
     ("W003", {"EMAIL_OTP_SITE_NAME": UNSET}),
-    ("W004", {"MIDDLEWARE": OTHER_MIDDLEWARE, "EMAIL_OTP_PROTECTED_URLS": ["admin:*"]}),
+    ("E041", {"MIDDLEWARE": OTHER_MIDDLEWARE, "EMAIL_OTP_PROTECTED_URLS": ["admin:*"], "ROOT_URLCONF": __name__}),
+    ("W011", {"MIDDLEWARE": OTHER_MIDDLEWARE, "EMAIL_OTP_PROTECTED_URLS": []}),  # the example site marks views
     ("W005", {"ROOT_URLCONF": __name__}),
+    ("W012", {"REST_FRAMEWORK": {"DEFAULT_AUTHENTICATION_CLASSES": [SESSION_AUTH, BASIC_AUTH]}}),
+    ("W012", {"REST_FRAMEWORK": {}}),  # DRF's own default is Session and Basic
+    ("W012", {"REST_FRAMEWORK": {"DEFAULT_AUTHENTICATION_CLASSES": ["tests.test_checks.CompanyBasicAuthentication"]}}),
     ("E021", {"MIDDLEWARE": [*WITHOUT_CSRF, CSRF_MIDDLEWARE]}),
     ("E021", {"MIDDLEWARE": WITHOUT_CSRF}),
     ("E022", {"EMAIL_OTP_RATES": {"send_per_hour": "5/h"}}),
@@ -194,6 +214,11 @@ GOOD: list[dict[str, Any]] = [
     {"EMAIL_OTP_SITE_URL": "http://127.0.0.1:8000", "DEBUG": True},
     {"EMAIL_OTP_PURPOSES": {"payout": "confirm a payout", "delete_account": "delete your account"}},
     {"EMAIL_OTP_TRUSTED_PROXY_COUNT": 2},
+    {"REST_FRAMEWORK": {"DEFAULT_AUTHENTICATION_CLASSES": [SESSION_AUTH, TOKEN_AUTH]}},
+    {"REST_FRAMEWORK": {"DEFAULT_AUTHENTICATION_CLASSES": []}},
+    {"EMAIL_OTP_IPV6_PREFIX_LENGTH": 32},
+    {"EMAIL_OTP_IPV6_PREFIX_LENGTH": 56},
+    {"EMAIL_OTP_IPV6_PREFIX_LENGTH": 128},
     {"EMAIL_OTP_DELIVERY_MAX_RETRIES": 0},
     {"EMAIL_OTP_DELIVERY_MAX_RETRIES": 20},
     {"EMAIL_OTP_DELIVERY_RETRY_BACKOFF": 0.5, "EMAIL_OTP_DELIVERY_RETRY_BACKOFF_MAX": 0.5},
@@ -205,8 +230,13 @@ GOOD: list[dict[str, Any]] = [
     {"EMAIL_OTP_STEP_UP_SLIDING": True, "EMAIL_OTP_STEP_UP_REPLAY": False},
     {"EMAIL_OTP_PROTECTED_URLS": ["admin:*", "!admin:logout", "^/settings/", "!^/settings/public/"]},
     {"EMAIL_OTP_PROTECTED_URLS": []},
-    {"MIDDLEWARE": OTHER_MIDDLEWARE, "EMAIL_OTP_PROTECTED_URLS": []},
-    {"MIDDLEWARE": [name for name in WITHOUT_CSRF if name != OTP_MIDDLEWARE], "EMAIL_OTP_PROTECTED_URLS": []},
+    # Without the middleware: fine while no view needs step-up.
+    {"MIDDLEWARE": OTHER_MIDDLEWARE, "EMAIL_OTP_PROTECTED_URLS": [], "ROOT_URLCONF": __name__},
+    {
+        "MIDDLEWARE": [name for name in WITHOUT_CSRF if name != OTP_MIDDLEWARE],
+        "EMAIL_OTP_PROTECTED_URLS": [],
+        "ROOT_URLCONF": __name__,
+    },
     {"EMAIL_OTP_RATES": {}},
     {"EMAIL_OTP_RATES": {"send_per_user": "10/5m", "send_per_ip": None, "verify_failures_per_ip": "100/d"}},
     {"EMAIL_OTP_RATES": dict.fromkeys(DEFAULT_RATES, "1/s")},
@@ -300,6 +330,13 @@ def test_tasks_delivery_without_the_tasks_framework(monkeypatch: pytest.MonkeyPa
         assert "pip install 'django-emailotp[tasks]'" in message.hint
     with override_settings(EMAIL_OTP_DELIVERY="sync"):
         assert ids() == []
+def test_project_checks_leave_broken_configuration_to_its_own_checks() -> None:
+    """A URLconf that does not import is Django's urls checks' to report (they raise), a DRF class that does not
+    import DRF's; the app's checks stay quiet about both rather than fail."""
+    with override_settings(MIDDLEWARE=OTHER_MIDDLEWARE, ROOT_URLCONF="tests.no_such_urlconf"):
+        assert project_checks.check_views_need_the_middleware() == []
+    with override_settings(REST_FRAMEWORK={"DEFAULT_AUTHENTICATION_CLASSES": ["tests.no_such_module.Auth"]}):
+        assert emailotp_ids() == []
 
 
 def test_every_check_id_is_exercised() -> None:

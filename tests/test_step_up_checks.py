@@ -1,4 +1,4 @@
-"""The step-up system checks (E017-E020, W004, W005): each fires on its own mistake, none under the defaults."""
+"""The step-up system checks (E017-E020, E041, W005, W011): each fires on its own mistake, none under the defaults."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ WITHOUT_OTP = [name for name in settings.MIDDLEWARE if name != OTP]
 QUICKSTART = [*WITHOUT_OTP, OTP]
 BEFORE_AUTH = [name for item in WITHOUT_OTP for name in ((OTP, item) if item == AUTH else (item,))]
 WITHOUT_AUTH = [name for name in QUICKSTART if name != AUTH]
-STEP_UP_IDS = {"E017", "E018", "E019", "E020", "W004", "W005"}
+STEP_UP_IDS = {"E017", "E018", "E019", "E020", "E041", "W005", "W011"}
 STEP_UP_SETTINGS = (
     "EMAIL_OTP_STEP_UP_MAX_AGE",
     "EMAIL_OTP_STEP_UP_SLIDING",
@@ -79,8 +79,12 @@ def test_nothing_fires_under_the_defaults() -> None:
         ("E019", {"EMAIL_OTP_PROTECTED_URLS": ["admin:*", None]}),
         ("E020", {"MIDDLEWARE": BEFORE_AUTH}),
         ("E020", {"MIDDLEWARE": WITHOUT_AUTH}),
-        ("W004", {"MIDDLEWARE": WITHOUT_OTP, "EMAIL_OTP_PROTECTED_URLS": ["^/settings/"]}),
+        ("E041", {"MIDDLEWARE": WITHOUT_OTP, "EMAIL_OTP_PROTECTED_URLS": ["^/settings/"], "ROOT_URLCONF": __name__}),
         ("W005", {"ROOT_URLCONF": __name__}),
+        # tests.stepup_urls has views marked with @step_up_required and StepUpRequiredMixin.
+        ("W011", {"MIDDLEWARE": WITHOUT_OTP}),
+        # tests.api_urls: DRF views behind the StepUpRequired permission, or wrapped in the decorator.
+        ("W011", {"MIDDLEWARE": WITHOUT_OTP, "ROOT_URLCONF": "tests.api_urls"}),
     ],
 )
 def test_each_step_up_check_fires_alone(check_id: str, overrides: dict[str, Any]) -> None:
@@ -100,13 +104,21 @@ def test_each_step_up_check_fires_alone(check_id: str, overrides: dict[str, Any]
         {"EMAIL_OTP_STEP_UP_SLIDING": True, "EMAIL_OTP_STEP_UP_REPLAY": False},
         {"EMAIL_OTP_PROTECTED_URLS": ("admin:*", "!admin:logout")},
         {"EMAIL_OTP_PROTECTED_URLS": ["*:invoice", r"^/settings/\w+/$", "!^/settings/help/"]},
-        {"MIDDLEWARE": WITHOUT_OTP, "EMAIL_OTP_PROTECTED_URLS": []},  # no middleware, nothing to protect
-        {"MIDDLEWARE": WITHOUT_OTP, "ROOT_URLCONF": __name__},  # no middleware, no pages needed
+        # No middleware, nothing marked or protected, no pages needed.
+        {"MIDDLEWARE": WITHOUT_OTP, "EMAIL_OTP_PROTECTED_URLS": [], "ROOT_URLCONF": __name__},
     ],
 )
 def test_valid_step_up_settings_raise_nothing(overrides: dict[str, Any]) -> None:
     with override_settings(**overrides):
         assert step_up_messages() == []
+
+
+@pytest.mark.usefixtures("defaults")
+def test_marked_views_without_the_middleware_are_named() -> None:
+    with override_settings(MIDDLEWARE=WITHOUT_OTP):
+        [message] = [m for m in run_checks() if m.id == "emailotp.W011"]
+    assert message.obj == "/bare/, /strict/, /danger/ and 7 more"
+    assert str(message).startswith("/bare/, /strict/, /danger/ and 7 more: (emailotp.W011) Views in the URLconf")
 
 
 @pytest.mark.usefixtures("defaults")
@@ -119,6 +131,15 @@ def test_step_up_errors_stop_the_check_command() -> None:
         call_command("check", verbosity=0)
     with override_settings(MIDDLEWARE=BEFORE_AUTH), pytest.raises(SystemCheckError, match=r"emailotp\.E020"):
         call_command("check", verbosity=0)
+    with (
+        override_settings(MIDDLEWARE=WITHOUT_OTP, EMAIL_OTP_PROTECTED_URLS=["^/settings/"]),
+        pytest.raises(SystemCheckError, match=r"emailotp\.E041"),
+    ):
+        call_command("check", verbosity=0)
+    with override_settings(MIDDLEWARE=WITHOUT_OTP):
+        call_command("check", verbosity=0)  # W011 alone is a warning: the marked views hold by themselves
+        with pytest.raises(SystemCheckError, match=r"emailotp\.W011"):
+            call_command("check", fail_level="WARNING", verbosity=0)
     with override_settings(ROOT_URLCONF=__name__):
         call_command("check", verbosity=0)  # W005 alone is a warning
         with pytest.raises(SystemCheckError, match=r"emailotp\.W005"):

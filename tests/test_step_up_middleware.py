@@ -1,4 +1,8 @@
-"""EmailOTPMiddleware: the three ways to protect a view, exemptions, anonymous users, async views, JSON clients."""
+"""EmailOTPMiddleware: the three ways to protect a view, exemptions, anonymous users, async views, JSON clients.
+
+The tests of marked views run with the middleware and without it (the ``middleware_installed`` fixture): marks
+guard their views by themselves (SECURITY.md rule 20, issue 10 finding 4), and with the middleware a request is
+checked once, not twice."""
 
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ def patterns(settings: Any) -> list[str]:
     ],
     ids=["bare", "with-max-age", "with-purpose-single-use", "mixin"],
 )
+@pytest.mark.usefixtures("middleware_installed")
 def test_marked_views_redirect_to_the_prompt(alice: Client, user: Any, path: str, purpose: str, max_age: int) -> None:
     response = alice.get(path)
     assert (response.status_code, response["Location"]) == (302, prompt_for(path, purpose))
@@ -51,6 +56,7 @@ def test_marked_views_redirect_to_the_prompt(alice: Client, user: Any, path: str
 
 
 @pytest.mark.parametrize("path", ["/bare/", "/strict/", "/mixin/"])
+@pytest.mark.usefixtures("middleware_installed")
 def test_marked_views_run_after_step_up(
     alice: Client,
     django_capture_on_commit_callbacks: Capture,
@@ -69,14 +75,28 @@ def test_unmarked_view_needs_nothing(alice: Client) -> None:
     assert events() == []
 
 
-@pytest.mark.parametrize("path", ["/bare/", "/strict/", "/danger/", "/mixin/", "/async/", "/billing/invoice/"])
-def test_anonymous_users_go_to_login_first(client: Client, db: None, patterns: list[str], path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "middleware_installed"),
+    [
+        *(
+            (path, installed)
+            for path in ("/bare/", "/strict/", "/danger/", "/mixin/", "/async/")
+            for installed in (True, False)
+        ),
+        ("/billing/invoice/", True),  # EMAIL_OTP_PROTECTED_URLS: only the middleware reads them
+    ],
+    indirect=["middleware_installed"],
+)
+def test_anonymous_users_go_to_login_first(
+    client: Client, db: None, patterns: list[str], path: str, middleware_installed: bool
+) -> None:
     response = client.get(path)
     assert (response.status_code, response["Location"]) == (302, f"{LOGIN}?next={path}")
     assert stepup_urls.RUNS == []
     assert events() == []
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_anonymous_next_keeps_the_query(client: Client, db: None) -> None:
     response = client.get("/bare/?tab=keys")
     assert response["Location"] == f"{LOGIN}?next=/bare/%3Ftab%3Dkeys"
@@ -162,6 +182,7 @@ def test_patterns_need_the_middleware(alice: Client, settings: Any, patterns: li
 # Async views
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_async_view(
     alice: Client, user: Any, django_capture_on_commit_callbacks: Capture, mailoutbox: list[EmailMessage]
 ) -> None:
@@ -184,6 +205,7 @@ def test_async_view(
     assert async_to_sync(stranger.get)("/async/").status_code == 302
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_async_anonymous_goes_to_login(db: None) -> None:
     response = async_to_sync(AsyncClient().get)("/async/")
     assert (response.status_code, response["Location"]) == (302, f"{LOGIN}?next=/async/")
@@ -197,6 +219,7 @@ def test_async_anonymous_goes_to_login(db: None) -> None:
     ("path", "purpose", "max_age"),
     [("/bare/", "step_up", 300), ("/strict/", "step_up", 60), ("/danger/", "danger_zone", 300)],
 )
+@pytest.mark.usefixtures("middleware_installed")
 def test_json_clients_get_401(alice: Client, path: str, purpose: str, max_age: int) -> None:
     response = alice.get(path, HTTP_ACCEPT="application/json")
     assert response.status_code == 401
@@ -212,12 +235,14 @@ def test_json_clients_get_401(alice: Client, path: str, purpose: str, max_age: i
     assert events() == [("step_up_required", "")]
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_json_post_is_not_kept(alice: Client) -> None:
     response = alice.post("/transfer/", {"amount": "1"}, HTTP_ACCEPT="application/json")
     assert response.status_code == 401
     assert "_emailotp_replay" not in alice.session
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_authorization_header_means_an_api_client(alice: Client) -> None:
     response = alice.get("/bare/", HTTP_AUTHORIZATION="Token abc")
     assert response.status_code == 401
@@ -230,6 +255,7 @@ def test_authorization_header_means_an_api_client(alice: Client) -> None:
 
 @pytest.mark.parametrize("headers", [{"Accept": "application/json"}, {"Authorization": "Token abc"}])
 @pytest.mark.parametrize("path", ["/bare/", "/async/"])
+@pytest.mark.usefixtures("middleware_installed")
 def test_anonymous_api_clients_never_reach_a_plain_protected_view(
     client: Client, db: None, path: str, headers: dict[str, str]
 ) -> None:
@@ -242,11 +268,13 @@ def test_anonymous_api_clients_never_reach_a_plain_protected_view(
     assert stepup_urls.RUNS == []
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_browsers_accepting_html_and_json_get_the_redirect(alice: Client) -> None:
     response = alice.get("/bare/", HTTP_ACCEPT="text/html,application/json;q=0.9")
     assert (response.status_code, response["Location"]) == (302, prompt_for("/bare/"))
 
 
+@pytest.mark.usefixtures("middleware_installed")
 def test_json_client_with_a_grant_passes(
     alice: Client, django_capture_on_commit_callbacks: Capture, mailoutbox: list[EmailMessage]
 ) -> None:
@@ -254,3 +282,37 @@ def test_json_client_with_a_grant_passes(
     response = alice.get("/bare/", HTTP_ACCEPT="application/json")
     assert (response.status_code, response.content) == (200, b"bare ran")
     assert StepUpGrant.objects.count() == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checked once: with the middleware, the view's own guard does not check (or use a grant) again
+
+
+@pytest.mark.usefixtures("middleware_installed")
+def test_a_single_use_grant_is_used_once_per_request(
+    alice: Client, django_capture_on_commit_callbacks: Capture, mailoutbox: list[EmailMessage]
+) -> None:
+    confirm(alice, django_capture_on_commit_callbacks, mailoutbox, "danger_zone")
+    assert alice.get("/danger/").content == b"danger ran"
+    # Checked twice, the second check would have found the grant used up and sent this request to the prompt.
+    assert events("step_up_used", "step_up_required") == [("step_up_used", "")]
+    assert StepUpGrant.objects.get().consumed_at is not None
+
+    again = alice.get("/danger/")
+    assert (again.status_code, again["Location"]) == (302, prompt_for("/danger/", "danger_zone"))
+    assert events("step_up_used", "step_up_required") == [("step_up_used", ""), ("step_up_required", "")]
+    assert [name for name, *_ in stepup_urls.RUNS] == ["danger"]
+
+
+@pytest.mark.usefixtures("middleware_installed")
+def test_stacked_marks_each_demand_their_grant(
+    alice: Client, django_capture_on_commit_callbacks: Capture, mailoutbox: list[EmailMessage]
+) -> None:
+    """An outer @step_up_required over an inner one with another purpose: both hold (the outer mark used to hide
+    the inner one from the middleware)."""
+    confirm(alice, django_capture_on_commit_callbacks, mailoutbox)
+    denied = alice.get("/stacked/")
+    assert (denied.status_code, denied["Location"]) == (302, prompt_for("/stacked/", "danger_zone"))
+    confirm(alice, django_capture_on_commit_callbacks, mailoutbox, "danger_zone")
+    assert alice.get("/stacked/").content == b"stacked ran"
+    assert [name for name, *_ in stepup_urls.RUNS] == ["stacked"]

@@ -368,6 +368,7 @@ def test_https_site_refuses_an_http_next(
 # A POST that hit a protected view is kept and re-submitted once
 
 
+@pytest.mark.usefixtures("middleware_installed")  # the decorator keeps the POST by itself too
 def test_post_is_replayed_once_with_a_fresh_csrf_token(
     user: Any, django_capture_on_commit_callbacks: Capture, mailoutbox: list[EmailMessage]
 ) -> None:

@@ -70,6 +70,8 @@ def _challenge(purpose: str, email_hint: str = "j***@example.com") -> dict[str, 
 
 
 CHALLENGE_EXAMPLE = OpenApiExample("issued", value=_challenge("step_up"))
+# Any body nested more than 32 levels deep, on every operation that reads one (api.views.base.MAX_JSON_DEPTH).
+TOO_DEEP = _error(ErrorCode.TOO_DEEP, "The JSON body is nested deeper than 32 levels.")
 MALFORMED_CODE = _error(ErrorCode.MALFORMED, "Enter the code as digits only.", field_errors={"code": ["..."]})
 WRONG_CODE = _error(ErrorCode.INVALID_CODE, "That code is not right.", attempts_remaining=4)
 EXPIRED_CODE = _error(ErrorCode.EXPIRED, "That code has expired.", attempts_remaining=0)
@@ -81,12 +83,13 @@ LIMITER_DOWN = _error(ErrorCode.TEMPORARILY_UNAVAILABLE, "This is unavailable fo
 ISSUE_ERRORS = {
     400: OpenApiResponse(
         ErrorSerializer,
-        "Malformed request or a purpose that cannot be confirmed here.",
+        "Malformed request (a JSON body nested too deep among them) or a purpose that cannot be confirmed here.",
         [
             _error(
                 ErrorCode.MALFORMED, "The request is not valid; see fields.", field_errors={"purpose": ["Required."]}
             ),
             _error(ErrorCode.UNSUPPORTED_PURPOSE, "This confirmation is not available."),
+            TOO_DEEP,
         ],
     ),
     401: OpenApiResponse(

@@ -38,6 +38,7 @@ class ErrorCode(enum.StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     NOT_ACCEPTABLE = "not_acceptable"
     TOO_LARGE = "too_large"
+    TOO_DEEP = "too_deep"
     TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"
     INVALID_BACKUP_CODE = "invalid_backup_code"
     INVALID_CREDENTIALS = "invalid_credentials"
@@ -57,7 +58,16 @@ VERIFY_ERROR_CODES = {
 }
 DISGUISED_AS_WRONG_CODE = frozenset({VerifyReason.NOT_FOUND, VerifyReason.WRONG_BINDING})
 
+
+class JSONTooDeep(exceptions.ParseError):
+    """A JSON body nested deeper than the parser's limit (``too_deep``)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(_("The JSON body is nested deeper than %(limit)d levels.") % {"limit": limit})
+
+
 _DRF_CODES: list[tuple[type[exceptions.APIException], ErrorCode]] = [
+    (JSONTooDeep, ErrorCode.TOO_DEEP),
     (exceptions.ValidationError, ErrorCode.MALFORMED),
     (exceptions.ParseError, ErrorCode.MALFORMED),
     (exceptions.NotAuthenticated, ErrorCode.NOT_AUTHENTICATED),

@@ -184,7 +184,7 @@ def resend_available_in(challenge: Challenge) -> int:
 
 def _count_send(user: AbstractBaseUser | None, address: str, meta: RequestMeta) -> limits.Usage | None:
     """Count a send against every send limit; raise past the per-IP one, return any other that is exceeded."""
-    per_ip = limits.hit([(limits.SEND_PER_IP, limits.subject_of(meta.ip_address))])
+    per_ip = limits.hit([(limits.SEND_PER_IP, limits.ip_subject(meta.ip_address))])
     if per_ip is not None:
         audit.record(
             AuditEventType.RATE_LIMITED,

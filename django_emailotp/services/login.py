@@ -22,7 +22,7 @@ from django_emailotp.conf import LOGIN_POLICY_OPTIONAL, LOGIN_POLICY_REQUIRED, L
 from django_emailotp.crypto import binding_hashes
 from django_emailotp.exceptions import ResendCooldown, SecondFactorNotOptional
 from django_emailotp.models import AuditEventType, AuditOutcome, Challenge, ChallengeStatus, SecondFactor, TrustedDevice
-from django_emailotp.requestinfo import RequestMeta
+from django_emailotp.requestinfo import RequestMeta, renew_session_binding
 from django_emailotp.services import notices
 from django_emailotp.services.backup_codes import BackupCodeReason, BackupCodeResult, use_backup_code
 from django_emailotp.services.challenges import destination_for, issue_challenge, live_challenge
@@ -144,14 +144,31 @@ def _store_pending_login(
     }
 
 
+def _move_to_a_fresh_session(request: Any, user: Any) -> None:
+    """The pending login goes into a session key made now, so an id planted in the browser before the password
+    step (session fixation) is left with nothing; ``login()`` cycles the key again after the code.
+
+    The binding nonce is new too (a planted session's nonce may be known: signed-cookie sessions are readable),
+    unless this session already holds this user's pending login: it was made at that password step, and keeping its
+    nonce lets the code already sent still work when the password is entered again.
+    """
+    state = request.session.get(LOGIN_SESSION_KEY)
+    entered_again = isinstance(state, dict) and state.get("user") == user._meta.pk.value_to_string(user)
+    request.session.cycle_key()
+    if not entered_again:
+        renew_session_binding(request)
+
+
 def begin_login(request: Any, user: Any, backend: str, *, next_url: str = "", login_url: str = "") -> Challenge:
     """The password was right and a second factor is needed: send a login code bound to this session.
 
     Django's ``login()`` is NOT called. The pending state (user, backend, challenge, expiry = the challenge's, the
-    already validated ``next_url`` and the page to start over from) lives in the session. A resend cooldown reuses
-    the live code. :class:`LockedOut`, :class:`RateLimited` and :class:`DeliveryUnavailable` propagate after the
-    pending state is saved (for ``EMAIL_OTP_CODE_TTL``), so a backup code can still finish the login.
+    already validated ``next_url`` and the page to start over from) lives in the session, under a key made now and
+    with a new binding nonce. A resend cooldown reuses the live code. :class:`LockedOut`, :class:`RateLimited` and
+    :class:`DeliveryUnavailable` propagate after the pending state is saved (for ``EMAIL_OTP_CODE_TTL``), so a
+    backup code can still finish the login.
     """
+    _move_to_a_fresh_session(request, user)
     meta = RequestMeta.from_request(request, create_binding=True)
     now = timezone.now()
     audit.record(

@@ -97,7 +97,7 @@ def verify_challenge(
     binding costs no attempt.
     """
     meta = RequestMeta.from_request(request)
-    ip_key = limits.subject_of(meta.ip_address)
+    ip_key = limits.ip_subject(meta.ip_address)
     # Every failure, malformed input included, counts toward the per-IP limit (SECURITY.md rule 4). It is counted
     # before the code is looked at, so concurrent guesses in any number of processes never get more than the limit
     # checked; a refusal and a success give their count back.

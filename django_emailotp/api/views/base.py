@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
+from array import array
 from datetime import timedelta
+from itertools import accumulate
 from typing import Any
 
 from django.apps import apps as django_apps
@@ -22,7 +25,7 @@ from rest_framework.serializers import Serializer
 from rest_framework.utils import json as drf_json
 from rest_framework.views import APIView
 
-from django_emailotp.api.errors import ErrorCode, api_exception_handler, error_body, refusal
+from django_emailotp.api.errors import ErrorCode, JSONTooDeep, api_exception_handler, error_body, refusal
 from django_emailotp.api.serializers import ChallengeSerializer
 from django_emailotp.conf import app_settings
 from django_emailotp.delivery import mask_address
@@ -47,14 +50,40 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return data
 
 
+# Our bodies are flat objects; 32 levels leave room for any field and stay far below the recursion limit, which
+# Python's json module would otherwise hit (a RecursionError, so a 500) at about a thousand.
+MAX_JSON_DEPTH = 32
+# Escapes first, then strings: each pattern is matched once per position, so the scan stays linear. (One pattern
+# for a string with its escapes retries from every quote of an unclosed string: quadratic on '"\\"\\"\\"...'.)
+_JSON_ESCAPE = re.compile(r"\\.", re.DOTALL)
+_JSON_STRING = re.compile(r'"[^"]*"')
+# Each byte of the body as a step in depth: +1 for [ and {, -1 (0xff as a signed byte) for ] and }, 0 for the rest.
+_DEPTH_STEPS = bytes(1 if byte in b"[{" else 0xFF if byte in b"]}" else 0 for byte in range(256))
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep the JSON text nests, brackets inside strings being text; in linear time, in C but for one sum.
+
+    Exact for valid JSON, and never below the depth Python's parser reaches in invalid JSON before it stops.
+    """
+    outside_strings = _JSON_STRING.sub("", _JSON_ESCAPE.sub("", text))
+    steps = outside_strings.encode().translate(_DEPTH_STEPS).replace(b"\x00", b"")
+    return max(accumulate(array("b", steps)), default=0)
+
+
 class StrictJSONParser(JSONParser):
-    """JSON where each key appears once: parsers differ in which of two values they keep, so trust neither."""
+    """JSON where each key appears once (parsers differ in which of two values they keep, so trust neither),
+    nested at most ``MAX_JSON_DEPTH`` levels; the size is bounded by Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return json.load(
-                codecs.getreader(encoding)(stream),
+            text = codecs.getreader(encoding)(stream).read()
+            # Each bracket opens at most one level: the usual body, with a handful, needs no scan.
+            if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _nesting_depth(text) > MAX_JSON_DEPTH:
+                raise JSONTooDeep(MAX_JSON_DEPTH)
+            return json.loads(
+                text,
                 parse_constant=drf_json.strict_constant if self.strict else None,
                 object_pairs_hook=_unique_keys,
             )
