@@ -330,6 +330,8 @@ def test_tasks_delivery_without_the_tasks_framework(monkeypatch: pytest.MonkeyPa
         assert "pip install 'django-emailotp[tasks]'" in message.hint
     with override_settings(EMAIL_OTP_DELIVERY="sync"):
         assert ids() == []
+
+
 def test_project_checks_leave_broken_configuration_to_its_own_checks() -> None:
     """A URLconf that does not import is Django's urls checks' to report (they raise), a DRF class that does not
     import DRF's; the app's checks stay quiet about both rather than fail."""
