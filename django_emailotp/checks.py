@@ -21,7 +21,14 @@ from django_emailotp.conf import (
     LOGIN_POLICIES,
     app_settings,
 )
-from django_emailotp.limits import DEFAULT_RATES
+from django_emailotp.limits import (
+    DEFAULT_RATES,
+    SEND_PER_ADDRESS,
+    SEND_PER_ADDRESS_DAILY,
+    SEND_PER_IP_AND_ADDRESS,
+    SEND_PER_IP_AND_ADDRESS_DAILY,
+    rate_for,
+)
 from django_emailotp.purposes import BUILTIN_PURPOSES, PURPOSE_NAME_RE
 
 MAX_CODE_TTL = 600
@@ -161,6 +168,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "fine for runserver, not for production.",
         "Use Redis (django.core.cache.backends.redis.RedisCache) or Memcached before turning DEBUG off.",
     ),
+    "W011": (
+        "EMAIL_OTP_RATES let one requester reach an address's ceiling: send_per_address (or send_per_address_daily) "
+        "allows no more than send_per_ip_and_address (or send_per_ip_and_address_daily).",
+        "The per-address ceiling counts every anonymous requester of an address; when one IP can reach it, that IP "
+        "can silence the address's sign-in codes for everyone else. Keep each ceiling above the matching "
+        'per-IP-and-address rate (the defaults are "10/h" over "5/h" and "30/d" over "10/d").',
+    ),
     "W004": (
         "EMAIL_OTP_PROTECTED_URLS is set but EmailOTPMiddleware is not in MIDDLEWARE, so nothing is protected.",
         "Add django_emailotp.middleware.EmailOTPMiddleware after AuthenticationMiddleware.",
@@ -269,6 +283,25 @@ MESSAGES: dict[str, tuple[str, str]] = {
 def _message(check_id: str, level: type[Error] | type[Warning] = Error) -> CheckMessage:
     text, hint = MESSAGES[check_id]
     return level(text, hint=hint, id=f"emailotp.{check_id}")
+
+
+def _per_second(rate: str | None) -> float | None:
+    """A valid rate string as events per second (None: that limit is off)."""
+    if rate is None:
+        return None
+    count, period = rate.split("/")
+    multiplier, unit = period[:-1] or "1", period[-1]
+    return int(count) / (int(multiplier) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
+
+
+def _one_requester_reaches_a_ceiling() -> bool:
+    """Whether a per-address ceiling is no higher than what one IP may send to the address (both switched on)."""
+    pairs = ((SEND_PER_ADDRESS, SEND_PER_IP_AND_ADDRESS), (SEND_PER_ADDRESS_DAILY, SEND_PER_IP_AND_ADDRESS_DAILY))
+    for ceiling_name, requester_name in pairs:
+        ceiling, requester = _per_second(rate_for(ceiling_name)), _per_second(rate_for(requester_name))
+        if ceiling is not None and requester is not None and ceiling <= requester:
+            return True
+    return False
 
 
 def _is_int(value: Any) -> bool:
@@ -415,6 +448,8 @@ def check_abuse_controls(app_configs: Sequence[AppConfig] | None = None, **kwarg
         for name, rate in rates.items()
     ):
         errors.append(_message("E022"))
+    elif _one_requester_reaches_a_ceiling():
+        errors.append(_message("W011", Warning))
     threshold = app_settings.LOCKOUT_THRESHOLD
     duration, ceiling = app_settings.LOCKOUT_DURATION, app_settings.LOCKOUT_MAX_DURATION
     if not (

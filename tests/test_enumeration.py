@@ -120,7 +120,9 @@ def test_known_and_unknown_addresses_get_the_same_api_answers(user: Any, mailout
 
 
 def test_a_locked_out_account_looks_like_an_unknown_address(user: Any, mailoutbox: list[EmailMessage]) -> None:
-    Lockout.objects.create(user=user, locked_until=timezone.now() + timedelta(minutes=15), lock_count=1)
+    Lockout.objects.create(
+        user=user, scope="sign_in", locked_until=timezone.now() + timedelta(minutes=15), lock_count=1
+    )
     assert html_walk(KNOWN) == html_walk(UNKNOWN)
     assert api_walk(KNOWN) == api_walk(UNKNOWN)
     assert mailoutbox == []
