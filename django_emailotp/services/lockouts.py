@@ -50,16 +50,30 @@ def lockout_duration(lock_count: int) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def count_wrong_code(user_id: Any, scope: str, now: datetime, known: Lockout | None) -> datetime | None:
+def count_wrong_code(
+    user_id: Any, scope: str, now: datetime, known: Lockout | None, *, first_on_challenge: bool = False
+) -> datetime | None:
     """Count a wrong code on the user's path; return when the lock ends if this one reached the threshold.
 
     ``known`` is the row as read with the challenge (None: there was none). The common case is one statement: the
-    conditional UPDATE, or an INSERT for a path's first wrong code. A challenge without a user (an address without
-    an account) makes the same UPDATE, which matches no row. Only the locking wrong code reads the row again,
-    under a row lock, so concurrent failures lock exactly once.
+    conditional UPDATE, or an INSERT (in a savepoint) for a path's first wrong code. Only the locking wrong code
+    reads the row again, under a row lock, so concurrent failures lock exactly once.
+
+    A challenge without a user (an address without an account) makes the same statements as an account that has
+    never had a wrong code on this path (SECURITY.md rule 8): for the challenge's first wrong code a savepoint
+    around the UPDATE, where the account would INSERT its row, then the plain UPDATE; they match no row.
     """
     threshold = app_settings.LOCKOUT_THRESHOLD
-    if known is None and user_id is not None and threshold > 1:
+    if user_id is None:
+        nobody = Lockout.objects.filter(user_id=None, scope=scope, consecutive_failures__lt=threshold - 1)
+        count = {"consecutive_failures": F("consecutive_failures") + 1, "last_failure_at": now}
+        if first_on_challenge and threshold > 1:
+            with transaction.atomic():
+                nobody.update(**count)
+        else:
+            nobody.update(**count)
+        return None
+    if known is None and threshold > 1:
         try:
             with transaction.atomic():
                 Lockout.objects.create(user_id=user_id, scope=scope, consecutive_failures=1, last_failure_at=now)
@@ -69,7 +83,7 @@ def count_wrong_code(user_id: Any, scope: str, now: datetime, known: Lockout | N
     counted = Lockout.objects.filter(user_id=user_id, scope=scope, consecutive_failures__lt=threshold - 1).update(
         consecutive_failures=F("consecutive_failures") + 1, last_failure_at=now
     )
-    if counted or user_id is None:
+    if counted:
         return None
     lockout, created = Lockout.objects.select_for_update().get_or_create(
         user_id=user_id, scope=scope, defaults={"consecutive_failures": 1, "last_failure_at": now}

@@ -216,7 +216,7 @@ def _check(
     challenge.attempts += 1
     if challenge.attempts >= challenge.max_attempts:
         challenge.status, challenge.code_hash = ChallengeStatus.BURNED, ""
-    locked_until = count_wrong_code(challenge.user_id, scope, now, lockout)
+    locked_until = count_wrong_code(challenge.user_id, scope, now, lockout, first_on_challenge=challenge.attempts == 1)
     result = record_failure(challenge, VerifyReason.INVALID_CODE, meta, locked_until=locked_until)
     return replace(result, retry_after=seconds_until(locked_until, now)) if locked_until else result
 
