@@ -65,13 +65,15 @@ def count_wrong_code(
     """
     threshold = app_settings.LOCKOUT_THRESHOLD
     if user_id is None:
-        nobody = Lockout.objects.filter(user_id=None, scope=scope, consecutive_failures__lt=threshold - 1)
-        count = {"consecutive_failures": F("consecutive_failures") + 1, "last_failure_at": now}
+        nobody = Lockout.objects.filter(user__isnull=True, scope=scope)
         if first_on_challenge and threshold > 1:
+            # Where an account INSERTs its row: one plain statement in a savepoint, of about the INSERT's cost.
             with transaction.atomic():
-                nobody.update(**count)
+                nobody.update(last_failure_at=now)
         else:
-            nobody.update(**count)
+            nobody.filter(consecutive_failures__lt=threshold - 1).update(
+                consecutive_failures=F("consecutive_failures") + 1, last_failure_at=now
+            )
         return None
     if known is None and threshold > 1:
         try:

@@ -62,7 +62,9 @@ def request_sign_in(email: object, *, request: Any) -> Challenge:
     user = adapter.get_user_by_email(address)
     meta = RequestMeta.from_request(request, create_binding=True)
     known_id = user.pk if user is not None else None
-    destination = destination_for(user, None) if user is not None else address
+    # The account's own address; the typed one was cleaned already, so it is checked again only if it differs.
+    own = adapter.destination_for(user) if user is not None else None
+    destination = address if user is None or own == address else destination_for(user, None)
     locked = locked_quietly(known_id, LockoutScope.SIGN_IN, address=destination, purpose=purposes.SIGN_IN, meta=meta)
     wanted = user is not None or adapter.can_create_account(address, request)
     # A locked account's challenge is the address's alone, as for an address without an account: its wrong codes
