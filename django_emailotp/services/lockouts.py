@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Case, F, OuterRef, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from django_emailotp import audit, purposes, signals
@@ -23,25 +23,43 @@ from django_emailotp.requestinfo import RequestMeta
 from django_emailotp.services import notices
 from django_emailotp.services.common import logger
 
+# The paths of purposes with a path of their own; every other purpose (step-up purposes, email verification and
+# change) is the signed-in owner's ``step_up`` path.
+_SCOPE_OF_PURPOSE = {purposes.LOGIN: LockoutScope.LOGIN, purposes.SIGN_IN: LockoutScope.SIGN_IN}
+_LOCKOUT_FIELDS = ("pk", "consecutive_failures", "lock_count", "locked_until")
+
 
 def scope_for(purpose: str) -> LockoutScope:
     """The path a purpose's wrong codes count against (SECURITY.md rule 17).
 
     ``login``: the second factor the right password leads to. ``sign_in``: anonymous, address-based sign-in, which
-    anyone who knows the address can reach. Everything else (step-up purposes, email verification and change) is
-    the signed-in owner's ``step_up`` path.
+    anyone who knows the address can reach. Everything else is the signed-in owner's ``step_up`` path.
     """
-    if purpose == purposes.LOGIN:
-        return LockoutScope.LOGIN
-    if purpose == purposes.SIGN_IN:
-        return LockoutScope.SIGN_IN
-    return LockoutScope.STEP_UP
+    return _SCOPE_OF_PURPOSE.get(purpose, LockoutScope.STEP_UP)
 
 
-def lockout_for(user_id: Any, scope: str) -> Lockout | None:
-    """The row of a user's path, if any. ``user_id`` None (a challenge for an address without an account) runs the
-    same query, which finds nothing: known and unknown addresses do the same work."""
-    return Lockout.objects.filter(user_id=user_id, scope=scope).first()
+def with_lockout(challenges: QuerySet[Challenge]) -> QuerySet[Challenge]:
+    """``challenges`` with the lockout row of each one's own path (:func:`scope_for`) read in the same statement.
+
+    :func:`lockout_of` turns the columns back into a ``Lockout``. A challenge for an address without an account
+    runs the same statement, whose subqueries find nothing: known and unknown addresses do the same work.
+    """
+    scope = Case(
+        *(When(purpose=purpose, then=Value(str(path))) for purpose, path in _SCOPE_OF_PURPOSE.items()),
+        default=Value(str(LockoutScope.STEP_UP)),
+    )
+    row = Lockout.objects.filter(user_id=OuterRef("user_id"), scope=OuterRef("lockout_scope"))
+    return challenges.annotate(lockout_scope=scope).annotate(
+        **{f"lockout_{name}": Subquery(row.values(name)[:1]) for name in _LOCKOUT_FIELDS}
+    )
+
+
+def lockout_of(challenge: Challenge) -> Lockout | None:
+    """The lockout row :func:`with_lockout` read with ``challenge``, or None when its path has none yet."""
+    values = {name: getattr(challenge, f"lockout_{name}") for name in _LOCKOUT_FIELDS}
+    if values["pk"] is None:
+        return None
+    return Lockout(user_id=challenge.user_id, scope=challenge.lockout_scope, **values)  # type: ignore[attr-defined,misc]
 
 
 def lockout_duration(lock_count: int) -> timedelta:

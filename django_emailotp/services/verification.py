@@ -35,7 +35,7 @@ from django_emailotp.requestinfo import RequestMeta
 from django_emailotp.services import notices
 from django_emailotp.services.challenges import retire
 from django_emailotp.services.common import as_uuid, purpose_matches, seconds_until
-from django_emailotp.services.lockouts import announce_lockout, count_wrong_code, lockout_for, scope_for
+from django_emailotp.services.lockouts import announce_lockout, count_wrong_code, lockout_of, scope_for, with_lockout
 
 
 class VerifyReason(enum.StrEnum):
@@ -150,8 +150,10 @@ def _check(
     action: str | None,
     user: Any | None,
 ) -> VerificationResult:
-    # Only the challenge row is locked; its user comes with it.
-    challenge = Challenge.objects.select_for_update(of=("self",)).select_related("user").filter(pk=pk).first()
+    # The lockout row of the challenge's own path comes with it (one statement); only the challenge row is locked.
+    challenge = (
+        with_lockout(Challenge.objects.select_for_update(of=("self",)).select_related("user")).filter(pk=pk).first()
+    )
     if challenge is None:
         return record_failure(None, VerifyReason.NOT_FOUND, meta, challenge_id=pk)
     if (
@@ -162,10 +164,9 @@ def _check(
     ):
         return record_failure(challenge, VerifyReason.WRONG_BINDING, meta)
     now = timezone.now()
-    # The lock of this challenge's own path only (SECURITY.md rule 17). A challenge for an address without an
-    # account makes the same query (it finds nothing), so known and unknown addresses do the same work.
+    # The lock of this challenge's own path only (SECURITY.md rule 17).
     scope = scope_for(challenge.purpose)
-    lockout = lockout_for(challenge.user_id, scope)
+    lockout = lockout_of(challenge)
     if lockout is not None and lockout.is_active(now):
         assert lockout.locked_until is not None
         result = record_failure(challenge, VerifyReason.LOCKED_OUT, meta)
