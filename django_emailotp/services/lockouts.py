@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Case, F, FilteredRelation, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from django_emailotp import audit, purposes, signals
@@ -41,16 +41,18 @@ def scope_for(purpose: str) -> LockoutScope:
 def with_lockout(challenges: QuerySet[Challenge]) -> QuerySet[Challenge]:
     """``challenges`` with the lockout row of each one's own path (:func:`scope_for`) read in the same statement.
 
-    :func:`lockout_of` turns the columns back into a ``Lockout``. A challenge for an address without an account
-    runs the same statement, whose subqueries find nothing: known and unknown addresses do the same work.
+    A LEFT JOIN on the user's row whose scope a CASE over the challenge's purpose names (one row at most: user and
+    scope are unique together); :func:`lockout_of` turns its columns back into a ``Lockout``. A challenge for an
+    address without an account runs the same statement, whose join finds nothing: known and unknown addresses do
+    the same work.
     """
     scope = Case(
         *(When(purpose=purpose, then=Value(str(path))) for purpose, path in _SCOPE_OF_PURPOSE.items()),
         default=Value(str(LockoutScope.STEP_UP)),
     )
-    row = Lockout.objects.filter(user_id=OuterRef("user_id"), scope=OuterRef("lockout_scope"))
-    return challenges.annotate(lockout_scope=scope).annotate(
-        **{f"lockout_{name}": Subquery(row.values(name)[:1]) for name in _LOCKOUT_FIELDS}
+    path = FilteredRelation("user__emailotp_lockouts", condition=Q(user__emailotp_lockouts__scope=scope))
+    return challenges.annotate(path_lockout=path).annotate(
+        **{f"lockout_{name}": F(f"path_lockout__{name}") for name in _LOCKOUT_FIELDS}
     )
 
 
@@ -59,7 +61,7 @@ def lockout_of(challenge: Challenge) -> Lockout | None:
     values = {name: getattr(challenge, f"lockout_{name}") for name in _LOCKOUT_FIELDS}
     if values["pk"] is None:
         return None
-    return Lockout(user_id=challenge.user_id, scope=challenge.lockout_scope, **values)  # type: ignore[attr-defined,misc]
+    return Lockout(user_id=challenge.user_id, scope=scope_for(challenge.purpose), **values)  # type: ignore[misc]
 
 
 def lockout_duration(lock_count: int) -> timedelta:
