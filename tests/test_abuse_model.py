@@ -98,7 +98,7 @@ def assert_second_factor_login_works(user: Any, outbox: list[EmailMessage]) -> N
 
 
 def test_a_strangers_wrong_sign_in_codes_never_lock_the_owners_step_up_or_second_factor(
-    victim: Any, mailoutbox: list[EmailMessage]
+    victim: Any, mailoutbox: list[EmailMessage], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Finding 1, as reproduced: two fresh anonymous sessions, sign-in codes for the victim, 5 wrong codes each.
     for _session in range(2):
@@ -122,12 +122,19 @@ def test_a_strangers_wrong_sign_in_codes_never_lock_the_owners_step_up_or_second
     [locked_event] = AuditEvent.objects.filter(event=AuditEventType.LOCKED_OUT)
     assert (locked_event.user_id, locked_event.purpose) == (victim.pk, "sign_in")
 
-    # The stranger's next sign-in request for the address is answered as before, but no code goes out.
+    # The stranger's next sign-in request for the address is answered as before, but no code goes out; the
+    # suppressed send is logged without the address.
     before = len(mailoutbox)
-    again = api_post(Client(), CHALLENGES, {"purpose": "sign_in", "email": VICTIM})
+    with caplog.at_level(logging.WARNING, logger="django_emailotp"):
+        again = api_post(Client(), CHALLENGES, {"purpose": "sign_in", "email": VICTIM})
     assert again.status_code == 202
     assert len(mailoutbox) == before
     assert Challenge.objects.get(pk=again.json()["id"]).send_email is False
+    [warning] = [record.getMessage() for record in caplog.records if record.name == "django_emailotp"]
+    assert warning.startswith(
+        f"emailotp: no sign_in code sent to {email_pseudonym(VICTIM)}: that path is locked until "
+    )
+    assert warning.endswith(" (answered as sent)")
 
 
 def test_anonymous_sign_in_requests_never_spend_the_owners_step_up_budget(

@@ -441,3 +441,39 @@ def test_giving_back_on_a_dead_cache_is_logged_not_raised(caplog: pytest.LogCapt
         limits.give_back(limits.VERIFY_FAILURES_PER_IP, "198.51.100.7")
     [record] = [r for r in caplog.records if "giving back" in r.getMessage()]
     assert record.levelno == logging.ERROR
+
+
+@override_settings(EMAIL_OTP_RATES={"send_per_ip_and_address": "1/h"})
+def test_a_send_refused_by_one_limit_counts_against_none_of_the_others(
+    user: Any, django_capture_on_commit_callbacks: Any, clock: Any
+) -> None:
+    # Issue 10: the per-address counter used to be counted even for a request past the requester's own limit, so
+    # one requester's refused requests spent everybody's ceiling.
+    request = RequestFactory().post("/", REMOTE_ADDR="198.51.100.20")
+    for _ in range(4):
+        with django_capture_on_commit_callbacks(execute=True):
+            issue_challenge(email="alice@example.com", purpose="sign_in", request=request)
+    assert len(mail.outbox) == 1
+    assert [e.reason for e in limited()] == ["send_per_ip_and_address"] * 3
+    ip, address = limits.subject_of("198.51.100.20"), limits.subject_of("alice@example.com")
+    counts = {
+        name: usage.count
+        for name, subject in (
+            (limits.SEND_PER_IP, ip),
+            (limits.SEND_PER_IP_AND_ADDRESS, f"{ip}|{address}"),
+            (limits.SEND_PER_IP_AND_ADDRESS_DAILY, f"{ip}|{address}"),
+            (limits.SEND_PER_ADDRESS, address),
+            (limits.SEND_PER_ADDRESS_DAILY, address),
+        )
+        if (usage := limits.peek(name, subject)) is not None
+    }
+    assert counts == dict.fromkeys(
+        (
+            limits.SEND_PER_IP,
+            limits.SEND_PER_IP_AND_ADDRESS,
+            limits.SEND_PER_IP_AND_ADDRESS_DAILY,
+            limits.SEND_PER_ADDRESS,
+            limits.SEND_PER_ADDRESS_DAILY,
+        ),
+        1,
+    )

@@ -80,8 +80,9 @@ def count_wrong_code(
     reads the row again, under a row lock, so concurrent failures lock exactly once.
 
     A challenge without a user (an address without an account) makes the same statements as an account that has
-    never had a wrong code on this path (SECURITY.md rule 8): for the challenge's first wrong code a savepoint
-    around the UPDATE, where the account would INSERT its row, then the plain UPDATE; they match no row.
+    never had a wrong code on this path (SECURITY.md rule 8): for the challenge's first wrong code, a plain UPDATE
+    in a savepoint where the account INSERTs its row; after it, the account's conditional UPDATE. Neither matches
+    a row.
     """
     threshold = app_settings.LOCKOUT_THRESHOLD
     if user_id is None:
