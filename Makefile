@@ -67,6 +67,11 @@ docs: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m benchmarks
 
+# Only the sign-in timing of `make bench`: known against unknown addresses on PostgreSQL and Redis (SECURITY.md rule 8).
+.PHONY: bench-timing
+bench-timing: $(VENV)/.dev-installed
+	$(BIN)/python -m benchmarks sign-in-timing
+
 # The embedded suite on the newest Django 6 and Python 3.13 (CI runs this beside the 5.2 LTS runs).
 $(VENV6)/.installed: pyproject.toml
 	@test -n "$(PYTHON_DJANGO6)" || { echo "Python 3.12+ is needed for Django 6: set PYTHON_DJANGO6=/path/to/python3.13"; exit 1; }

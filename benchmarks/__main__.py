@@ -7,6 +7,12 @@ Environment:
   BENCH_ROUNDS        timed rounds per database (default 2000); BENCH_BUDGET caps their time (default 55 s each).
   BENCH_HTTP_ROUNDS   timed rounds of the HTTP level per database (default 800); BENCH_HTTP_BUDGET caps their
                       time (default 30 s each).
+  BENCH_REDIS_URL     Redis for the sign-in timing (default redis://127.0.0.1:6379/15): its rate-limit cache, under a
+                      key prefix of the run's own, and its Celery broker, on a queue it deletes at the end.
+  BENCH_TIMING_REQUESTS  sign-in requests of each kind, known and unknown address (default 300).
+
+``python -m benchmarks sign-in-timing`` (``make bench-timing``) runs only the sign-in timing: known against unknown
+addresses on PostgreSQL and Redis (benchmarks/sign_in_timing.py). ``make bench`` runs it last, when both are there.
 
 This is a report, not a test: it exits 0 whatever the numbers say, and non-zero only when something breaks.
 """
@@ -22,6 +28,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/emailotp_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 VERIFY_MAX_STATEMENTS = 3
 VERIFY_MAX_RATIO = 2.0
 ISSUE_MAX_STATEMENTS = 4
@@ -267,9 +274,53 @@ def print_http_report(results: list[dict[str, Any]], notes: list[str]) -> list[s
     return missed
 
 
+def redis_reachable(url: str) -> str:
+    """ "" when Redis answers at ``url``, else why not."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        return str(exc)
+    return ""
+
+
+def run_sign_in_timing(url: str, notes: list[str]) -> None:
+    """The sign-in timing (known against unknown addresses) in a child process, on a fresh bench database."""
+    redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    problem = redis_reachable(redis_url)
+    if problem:
+        notes.append(f"Sign-in timing skipped: Redis at {redis_url} unreachable ({problem}). Set BENCH_REDIS_URL.")
+        return
+    try:
+        admin, name, owned = postgres_admin(url)
+    except PostgresUnavailable as exc:
+        notes.append(f"Sign-in timing skipped: PostgreSQL unreachable for {url} ({exc}). Set BENCH_DATABASE_URL.")
+        return
+    requests = os.environ.get("BENCH_TIMING_REQUESTS", "300")
+    command = [sys.executable, "-m", "benchmarks.sign_in_timing", "--url", url, "--redis", redis_url, "--requests"]
+    with admin:
+        if owned:
+            recreate(admin, name)
+        print(f"bench: sign-in timing (database {name!r}, Redis {redis_url})", file=sys.stderr, flush=True)
+        try:
+            completed = subprocess.run([*command, requests], stdout=subprocess.PIPE, text=True, check=False)  # noqa: S603
+        finally:
+            if owned:
+                drop(admin, name)
+    if completed.returncode:
+        raise SystemExit(f"bench: the sign-in timing failed (exit {completed.returncode}); see the error above")
+    print("\n".join(completed.stdout.rstrip().splitlines()[:-1]))
+
+
 def main() -> int:
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     notes: list[str] = []
+    if sys.argv[1:] == ["sign-in-timing"]:
+        run_sign_in_timing(url, notes)
+        for note in notes:
+            print(f"NOTE: {note}")
+        return 0
     print("bench: SQLite (a file in a temporary directory)", file=sys.stderr, flush=True)
     results = [run_backend("sqlite")]
     http_results = [run_backend("sqlite", level="http")]
@@ -292,6 +343,7 @@ def main() -> int:
                     drop(admin, name)
     missed = print_report(results, notes)
     missed += print_http_report(http_results, notes)
+    run_sign_in_timing(url, notes)
     for note in notes:
         print(f"NOTE: {note}")
     print()

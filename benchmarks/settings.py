@@ -39,6 +39,9 @@ HIGH_RATES = {
     "send_per_address": "1000000/h",
     "send_per_address_daily": "1000000/d",
     "send_per_ip": "1000000/h",
+    "send_per_ip_and_address": "1000000/h",
+    "send_per_ip_and_address_daily": "1000000/d",
+    "send_per_new_address_daily": "1000000/d",
     "verify_failures_per_ip": "1000000/h",
 }
 

@@ -56,6 +56,14 @@ class RateLimited(EmailOTPError, PermissionDenied):
         super().__init__(f"Too many requests; try again in {retry_after} seconds.")
 
 
+class SendLimitReached(RateLimited):
+    """A signed-in requester asked for more codes than their own budget allows (``limit`` names which).
+
+    Raised instead of a silent "sent" (SECURITY.md rule 19), so the owner learns when to try again. Catching
+    :class:`RateLimited` catches it too.
+    """
+
+
 class LockedOut(EmailOTPError, PermissionDenied):
     """The user's email-code path is locked after too many wrong codes, until ``locked_until``."""
 

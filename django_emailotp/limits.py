@@ -22,20 +22,34 @@ from django_emailotp.exceptions import LimiterUnavailable, RateLimited
 
 logger = logging.getLogger("django_emailotp")
 
+# Send budgets (SECURITY.md rule 18): every counter is keyed by what the requester controls, so nobody spends
+# another's. docs/security.md has the table of which requests count against which.
+# A user's own codes (step-up, the second factor after the password, verifying their own address), per path, user
+# and address together: only that user's own requests count here.
 SEND_PER_USER = "send_per_user"
 SEND_PER_USER_DAILY = "send_per_user_daily"
+# Anonymous, address-based requests (sign-in): per client IP; per IP and address together; and a ceiling per
+# address over every requester, which only a distributed attack reaches.
+SEND_PER_IP = "send_per_ip"
+SEND_PER_IP_AND_ADDRESS = "send_per_ip_and_address"
+SEND_PER_IP_AND_ADDRESS_DAILY = "send_per_ip_and_address_daily"
 SEND_PER_ADDRESS = "send_per_address"
 SEND_PER_ADDRESS_DAILY = "send_per_address_daily"
-SEND_PER_IP = "send_per_ip"
+# Codes to an address that is not yet the requester's (email verification and change), per target address, apart
+# from whatever that address's owner sends themselves.
+SEND_PER_NEW_ADDRESS_DAILY = "send_per_new_address_daily"
 VERIFY_FAILURES_PER_IP = "verify_failures_per_ip"
 BACKUP_CODE_FAILURES_PER_USER = "backup_code_failures_per_user"
 
 DEFAULT_RATES = {
     SEND_PER_USER: "5/h",
     SEND_PER_USER_DAILY: "20/d",
-    SEND_PER_ADDRESS: "5/h",
-    SEND_PER_ADDRESS_DAILY: "20/d",
     SEND_PER_IP: "20/h",
+    SEND_PER_IP_AND_ADDRESS: "5/h",
+    SEND_PER_IP_AND_ADDRESS_DAILY: "10/d",
+    SEND_PER_ADDRESS: "10/h",
+    SEND_PER_ADDRESS_DAILY: "30/d",
+    SEND_PER_NEW_ADDRESS_DAILY: "5/d",
     VERIFY_FAILURES_PER_IP: "50/h",
     # Backup codes have their own throttle: they stay usable while the email-code path is locked.
     BACKUP_CODE_FAILURES_PER_USER: "5/15m",
@@ -103,6 +117,23 @@ def take(name: str, subject: str) -> Usage | None:
     caller in between). An event that does not count after all (a success, a refusal) calls :func:`give_back`.
     """
     return _usage(name, subject, increment=True)
+
+
+def take_all(limits: list[tuple[str, str]]) -> Usage | None:
+    """:func:`take` one event from each (limit name, subject) in order; return the first limit it exceeds, if any.
+
+    A refused event counts against none of them: on the first limit exceeded, every count taken so far (that one's
+    included) is given back, and the limits after it are not touched.
+    """
+    taken: list[tuple[str, str]] = []
+    for name, subject in limits:
+        usage = take(name, subject)
+        taken.append((name, subject))
+        if usage is not None and usage.exceeded:
+            for done in taken:
+                give_back(*done)
+            return usage
+    return None
 
 
 def give_back(name: str, subject: str) -> None:

@@ -306,16 +306,27 @@ class StepUpGrant(models.Model):
         return f"{self.purpose} grant for user {self.user_id}"
 
 
-class Lockout(models.Model):
-    """A user's wrong-code count and, past ``EMAIL_OTP_LOCKOUT_THRESHOLD``, the lock on their email-code path.
+class LockoutScope(models.TextChoices):
+    """The path a lockout counts and locks: a wrong code counts only toward its own path, and only it is refused."""
 
-    One row per user, counted with conditional UPDATEs so concurrent failures lock exactly once. A lockout blocks
-    issuing and verifying email codes only, never login or the rest of the site, and always ends.
+    STEP_UP = "step_up", _("step-up and email verification (signed in)")
+    LOGIN = "login", _("second factor after the password")
+    SIGN_IN = "sign_in", _("sign-in by code (anonymous, by address)")
+
+
+class Lockout(models.Model):
+    """A user's wrong-code count on one path and, past ``EMAIL_OTP_LOCKOUT_THRESHOLD``, the lock on that path.
+
+    One row per user and scope, counted with conditional UPDATEs so concurrent failures lock exactly once. A lockout
+    blocks issuing and verifying email codes on its own path only, never login or the rest of the site, and always
+    ends. Wrong codes on a challenge an anonymous requester asked for (sign-in) count toward ``sign_in`` only, so a
+    stranger can never lock the owner's signed-in step-up or the second factor that the right password leads to.
     """
 
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="emailotp_lockout", verbose_name=_("user")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="emailotp_lockouts", verbose_name=_("user")
     )
+    scope = models.CharField(_("path"), max_length=16, choices=LockoutScope.choices, default=LockoutScope.STEP_UP)
     consecutive_failures = models.PositiveIntegerField(_("wrong codes in a row"), default=0)
     lock_count = models.PositiveIntegerField(_("times locked"), default=0)
     locked_until = models.DateTimeField(_("locked until"), null=True, blank=True, db_index=True)
@@ -333,9 +344,12 @@ class Lockout(models.Model):
     class Meta:
         verbose_name = _("lockout")
         verbose_name_plural = _("lockouts")
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["user", "scope"], name="emailotp_one_lockout_per_scope"),
+        ]
 
     def __str__(self) -> str:
-        return f"lockout of user {self.user_id}"
+        return f"{self.scope} lockout of user {self.user_id}"
 
     def is_active(self, now: datetime | None = None) -> bool:
         return self.locked_until is not None and self.locked_until > (now or timezone.now())

@@ -1,4 +1,4 @@
-"""System checks on the project around the app (texts in ``checks.MESSAGES``): views that need step-up while
+"""System checks on the project around the app (texts in ``check_messages.MESSAGES``): views that need step-up while
 ``EmailOTPMiddleware`` is missing (W011), and DRF's HTTP Basic among the default authentication classes (W012)."""
 
 from __future__ import annotations

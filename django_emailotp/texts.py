@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, timedelta
+
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from django_emailotp.exceptions import SendLimitReached
+from django_emailotp.limits import SEND_PER_NEW_ADDRESS_DAILY
 from django_emailotp.services import VerifyReason
 
 VERIFY_ERRORS = {
@@ -28,6 +34,15 @@ UNKNOWN_PURPOSE = _("This confirmation is not available.")
 NOT_FOUND = _("There is no such code request for you.")
 LOCKED_OUT = _("Too many wrong codes: codes by email are paused for this account until %(time)s UTC.")
 RATE_LIMITED = _("Too many requests. Please try again in %(minutes)s minutes.")
+# A signed-in requester past their own send budget (SECURITY.md rule 19): say when they can ask again.
+SEND_LIMIT_REACHED = _(
+    "You have asked for several codes in a short time. You can ask for another one at %(time)s UTC, "
+    "in %(minutes)s minutes."
+)
+NEW_ADDRESS_LIMIT_REACHED = _(
+    "That address has been sent as many codes today as we send to a new address. You can try again at %(time)s "
+    "UTC, in %(minutes)s minutes."
+)
 LIMITER_DOWN = _("This is unavailable for a moment. Please try again shortly.")
 PLEASE_WAIT = _("Please wait")
 FORM_EXPIRED = _("Form expired")
@@ -58,3 +73,10 @@ EMAIL_CHANGED = _("Your email address is now %(email)s. We told your previous ad
 EMAIL_IN_USE = _("That address is already used by another account; nothing was changed.")
 INVALID_CREDENTIALS = _("That username and password do not match an active account.")
 EMAIL_DONE_TITLE = _("Email address")
+
+
+def send_limit_message(error: SendLimitReached) -> str:
+    """When a signed-in requester past their own send budget can ask again: the time (UTC) and the minutes."""
+    text = NEW_ADDRESS_LIMIT_REACHED if error.limit == SEND_PER_NEW_ADDRESS_DAILY else SEND_LIMIT_REACHED
+    again = timezone.now() + timedelta(seconds=error.retry_after)
+    return str(text % {"time": again.astimezone(UTC).strftime("%H:%M"), "minutes": math.ceil(error.retry_after / 60)})

@@ -154,9 +154,10 @@ def session_request(user: Any) -> HttpRequest:
     return request
 
 
-def locked(user: Any, *, minutes: int = 15, lock_count: int = 1) -> Lockout:
+def locked(user: Any, *, minutes: int = 15, lock_count: int = 1, scope: str = "step_up") -> Lockout:
     lockout, _created = Lockout.objects.update_or_create(
         user=user,
+        scope=scope,
         defaults={
             "consecutive_failures": 0,
             "lock_count": lock_count,
@@ -579,7 +580,7 @@ def test_unlock_selected_lifts_through_services_and_records_the_admin(superuser:
     lockout = locked(user, lock_count=2)
     expired = Lockout.objects.create(user=UserFactory(username="carol"), lock_count=1, locked_until=NOW)
     client = client_for(superuser)
-    assert action_choices(client.get(LOCKOUTS)) == ["unlock_selected"]
+    assert action_choices(client.get(LOCKOUTS)) == ["unlock_selected", "unlock_every_path"]
 
     response = run_action(client, LOCKOUTS, "unlock_selected", lockout, expired)
 
@@ -592,7 +593,7 @@ def test_unlock_selected_lifts_through_services_and_records_the_admin(superuser:
     assert (expired.unlocked_at, expired.lock_count) == (None, 1)
     lifted = AuditEvent.objects.get()
     assert (lifted.event, lifted.outcome, lifted.user, lifted.created_at) == ("lockout_lifted", "success", user, NOW)
-    assert lifted.data == {"by": "admin", "by_id": superuser.pk}
+    assert lifted.data == {"by": "admin", "by_id": superuser.pk, "scope": "step_up"}
     assert lifted.ip_address == "127.0.0.1"
 
     page = html(client.get(LOCKOUTS))
@@ -604,6 +605,32 @@ def test_unlock_selected_lifts_through_services_and_records_the_admin(superuser:
     again = run_action(client, LOCKOUTS, "unlock_selected", lockout)
     assert message_texts(again) == ["1 selected user was not locked out."]
     assert AuditEvent.objects.count() == 1
+
+
+@time_machine.travel(NOW, tick=False)
+def test_lockouts_list_their_path_and_unlock_one_path_or_every_path(superuser: Any, user: Any) -> None:
+    step_up = locked(user)
+    login = locked(user, scope="login")
+    sign_in = locked(user, scope="sign_in")
+    client = client_for(superuser)
+    page = html(client.get(LOCKOUTS))
+    for label in ("step-up and email verification (signed in)", "second factor after the password"):
+        assert label in page
+    assert html(client.get(LOCKOUTS, {"scope": "sign_in"})).count("sign-in by code (anonymous, by address)") == 2
+
+    # One selected row lifts that path only.
+    assert message_texts(run_action(client, LOCKOUTS, "unlock_selected", sign_in)) == ["Lifted 1 lockout."]
+    states = {row.scope: row.is_active() for row in Lockout.objects.filter(user=user)}
+    assert states == {"step_up": True, "login": True, "sign_in": False}
+    client.get(LOCKOUTS)  # shows (and so consumes) the message
+
+    # "Every path" lifts the user's other locks, whichever row was selected.
+    assert message_texts(run_action(client, LOCKOUTS, "unlock_every_path", login)) == ["Lifted 1 lockout."]
+    assert not any(row.is_active() for row in Lockout.objects.filter(user=user))
+    lifted = AuditEvent.objects.filter(event="lockout_lifted").order_by("id")
+    assert [event.data["scope"] for event in lifted] == ["sign_in", "login", "step_up"]
+    step_up.refresh_from_db()
+    assert step_up.unlocked_by == superuser
 
 
 @time_machine.travel(NOW, tick=False)
@@ -625,7 +652,7 @@ def test_unlocking_needs_the_change_permission(user: Any) -> None:
     run_action(client_for(operator), LOCKOUTS, "unlock_selected", lockout)
     lockout.refresh_from_db()
     assert (lockout.locked_until, lockout.unlocked_by) == (NOW, operator)
-    assert AuditEvent.objects.get().data == {"by": "security", "by_id": operator.pk}
+    assert AuditEvent.objects.get().data == {"by": "security", "by_id": operator.pk, "scope": "step_up"}
     # Still read-only: the row itself cannot be edited, added or deleted.
     assert client_for(operator).post(f"{LOCKOUTS}{lockout.pk}/change/", {"lock_count": 0}).status_code == 403
     assert client_for(operator).get(f"{LOCKOUTS}add/").status_code == 403

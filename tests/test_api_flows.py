@@ -225,7 +225,7 @@ def test_lockout_is_429_and_a_backup_code_still_logs_in(
     SecondFactor.objects.create(user=user, enabled=True)
     with flow.capture(execute=True):
         [backup_code, second, *_] = services.regenerate_backup_codes(user)
-    Lockout.objects.create(user=user, locked_until=timezone.now() + timedelta(minutes=15), lock_count=1)
+    Lockout.objects.create(user=user, scope="login", locked_until=timezone.now() + timedelta(minutes=15), lock_count=1)
     flow.outbox.clear()
     api = anonymous()
     locked = password_step(api, flow)

@@ -122,6 +122,9 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("E022", {"EMAIL_OTP_RATES": {"send_per_user": "5/0m"}}),
     ("E022", {"EMAIL_OTP_RATES": {"send_per_user": 5}}),
     ("E022", {"EMAIL_OTP_RATES": [("send_per_user", "5/h")]}),
+    ("E022", {"EMAIL_OTP_RATES": {"send_per_new_address_daily": "5/D"}}),
+    ("W013", {"EMAIL_OTP_RATES": {"send_per_address": "5/h"}}),
+    ("W013", {"EMAIL_OTP_RATES": {"send_per_address_daily": "240/d", "send_per_ip_and_address_daily": "10/h"}}),
     ("E023", {"EMAIL_OTP_LOCKOUT_THRESHOLD": 0}),
     ("E023", {"EMAIL_OTP_LOCKOUT_THRESHOLD": "10"}),
     ("E023", {"EMAIL_OTP_LOCKOUT_DURATION": 0}),
@@ -239,7 +242,11 @@ GOOD: list[dict[str, Any]] = [
     },
     {"EMAIL_OTP_RATES": {}},
     {"EMAIL_OTP_RATES": {"send_per_user": "10/5m", "send_per_ip": None, "verify_failures_per_ip": "100/d"}},
-    {"EMAIL_OTP_RATES": dict.fromkeys(DEFAULT_RATES, "1/s")},
+    {
+        "EMAIL_OTP_RATES": dict.fromkeys(DEFAULT_RATES, "1/s")
+        | {"send_per_address": "2/s", "send_per_address_daily": "2/s"}
+    },
+    {"EMAIL_OTP_RATES": {"send_per_address": None, "send_per_ip_and_address_daily": None}},
     {"EMAIL_OTP_LOCKOUT_THRESHOLD": 1, "EMAIL_OTP_LOCKOUT_DURATION": 1, "EMAIL_OTP_LOCKOUT_MAX_DURATION": 1},
     {"EMAIL_OTP_LOCKOUT_DURATION": 3600, "EMAIL_OTP_LOCKOUT_MAX_DURATION": 7 * 86400},
     {"CACHES": {"default": REDIS_CACHE}, "DEBUG": False, "SILENCED_SYSTEM_CHECKS": []},

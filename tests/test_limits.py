@@ -19,7 +19,8 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 from django.test import Client, RequestFactory, override_settings
 
-from django_emailotp import limits
+from django_emailotp import limits, services
+from django_emailotp.exceptions import SendLimitReached
 from django_emailotp.models import AuditEvent, AuditEventType, Challenge
 from django_emailotp.services import VerifyReason, issue_challenge, verify_challenge
 from tests.factories import UserFactory
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.django_db
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SEND_URL = "/otp/send/"
+SIGN_IN_URL = "/otp/sign-in/"
 VERIFY_URL = "/otp/verify/"
 API_CREATE = "/api/otp/challenges/"
 ISSUE_KEYS = {"id", "purpose", "expires_at", "resend_available_at", "email_hint"}
@@ -74,32 +76,44 @@ def page_notice(client: Client) -> str:
     return page[start : page.index("</div>", start)]
 
 
-@override_settings(EMAIL_OTP_RATES={"send_per_ip": "3/h"})
-def test_per_ip_send_limit_answers_429_with_retry_after_on_the_page_and_the_api(
-    user: Any, alice: Client, other_user: Any, django_capture_on_commit_callbacks: Any, clock: Any
-) -> None:
-    for _ in range(3):
-        assert send_html(alice, django_capture_on_commit_callbacks).status_code == 302
-    refused = send_html(alice, django_capture_on_commit_callbacks)
+def sign_in_html(client: Client, ip: str = "192.0.2.10", email: str = "alice@example.com", **extra: Any) -> Any:
+    response = client.post(SIGN_IN_URL, {"email": email}, REMOTE_ADDR=ip, **extra)
+    services.wait_for_background_sends()
+    return response
+
+
+def sign_in_api(client: Client, ip: str = "192.0.2.10", email: str = "alice@example.com", **extra: Any) -> Any:
+    body = {"purpose": "sign_in", "email": email}
+    response = client.post(API_CREATE, body, content_type="application/json", REMOTE_ADDR=ip, **extra)
+    services.wait_for_background_sends()
+    return response
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(EMAIL_OTP_RATES={"send_per_ip": "3/h"}, EMAIL_OTP_SIGN_IN_ENABLED=True)
+def test_per_ip_send_limit_answers_429_with_retry_after_on_the_page_and_the_api(user: Any, clock: Any) -> None:
+    # Anonymous sends (sign-in) count per client IP; the answer tells nothing about the address.
+    for address in ("alice@example.com", "nobody@example.com", "alice@example.com"):
+        assert sign_in_html(Client(), email=address).status_code == 302
+    refused = sign_in_html(Client(), email="someone@example.com")
     assert refused.status_code == 429
     retry_after = int(refused["Retry-After"])
     assert 1 <= retry_after <= 3600
     minutes = -(-retry_after // 60)
     assert f"Too many requests. Please try again in {minutes} minutes." in refused.content.decode()
-    assert (Challenge.objects.count(), len(mail.outbox)) == (3, 3)
+    assert (Challenge.objects.count(), len(mail.outbox)) == (3, 2)
     [event] = limited()
-    assert (event.reason, event.outcome, event.user_id, str(event.ip_address)) == (
+    assert (event.reason, event.outcome, event.user_id, event.purpose, str(event.ip_address)) == (
         "send_per_ip",
         "failure",
-        user.pk,
+        None,
+        "sign_in",
         "192.0.2.10",
     )
     assert event.data == {"retry_after": retry_after}
 
-    # The API shares the per-IP count: another user from the same address is refused at once.
-    bob = Client()
-    bob.force_login(other_user)
-    api = send_api(bob, django_capture_on_commit_callbacks)
+    # The API shares the per-IP count, and a refused request is not counted against anything else.
+    api = sign_in_api(Client())
     assert api.status_code == 429
     assert api["Retry-After"] == str(retry_after)
     assert api.json() == {
@@ -107,57 +121,77 @@ def test_per_ip_send_limit_answers_429_with_retry_after_on_the_page_and_the_api(
         "message": f"Too many requests. Please try again in {minutes} minutes.",
         "retry_after": retry_after,
     }
-    assert (Challenge.objects.count(), len(mail.outbox)) == (3, 3)
+    assert (Challenge.objects.count(), len(mail.outbox)) == (3, 2)
     # A fresh address is counted apart; Retry-After later, the first address gets in again (not a second before).
-    assert send_api(bob, django_capture_on_commit_callbacks, ip="192.0.2.11").status_code == 202
+    assert sign_in_api(Client(), ip="192.0.2.11").status_code == 202
     clock.shift(timedelta(seconds=retry_after - 1))
-    assert send_api(bob, django_capture_on_commit_callbacks).status_code == 429
+    assert sign_in_api(Client()).status_code == 429
     clock.shift(timedelta(seconds=1))
-    assert send_api(bob, django_capture_on_commit_callbacks).status_code == 202
-    assert (Challenge.objects.count(), len(mail.outbox)) == (5, 5)
+    assert sign_in_api(Client()).status_code == 202
+    assert (Challenge.objects.count(), len(mail.outbox)) == (5, 4)
+
+    # The owner's own codes are not counted per IP: a step-up from the limited address still goes out.
+    for _ in range(3):
+        sign_in_api(Client(), email="nobody@example.com")
+    owner = Client()
+    owner.force_login(user)
+    step_up = owner.post(API_CREATE, {"purpose": "step_up"}, content_type="application/json", REMOTE_ADDR="192.0.2.10")
+    assert step_up.status_code == 202
+    assert mail.outbox[-1].to == ["alice@example.com"]
+    assert len(mail.outbox) == 5
 
 
-def test_per_user_limit_answers_exactly_like_an_accepted_send_without_mail(
+def test_own_limit_is_told_on_the_page_and_in_the_api_and_a_refusal_counts_nothing(
     user: Any, alice: Client, django_capture_on_commit_callbacks: Any, clock: Any
 ) -> None:
     accepted = [send_html(alice, django_capture_on_commit_callbacks) for _ in range(5)]
-    accepted_notice = page_notice(alice)
     refused = send_html(alice, django_capture_on_commit_callbacks)
 
     assert [r.status_code for r in accepted] == [302] * 5
-    assert (refused.status_code, refused["Location"]) == (302, accepted[-1]["Location"])
-    assert refused.cookies.keys() == accepted[-1].cookies.keys()
-    assert page_notice(alice) == accepted_notice
-    assert "We sent a code to a***@example.com. It expires in 5 minutes." in accepted_notice
-    # A real challenge, so the page shows the code box as after any send, but no email was sent for it.
-    assert (Challenge.objects.count(), len(mail.outbox)) == (6, 5)
-    refused_row = Challenge.objects.get(send_email=False)
-    assert (refused_row.delivery_status, refused_row.code_hash) == ("skipped", "")
-    assert 'autocomplete="one-time-code"' in alice.get(refused["Location"]).content.decode()
+    assert refused.status_code == 429
+    retry_after = int(refused["Retry-After"])
+    assert 1 <= retry_after <= 3600
+    again_at = (START + timedelta(seconds=retry_after)).strftime("%H:%M")
+    minutes = -(-retry_after // 60)
+    assert (
+        f"You have asked for several codes in a short time. You can ask for another one at {again_at} UTC, "
+        f"in {minutes} minutes."
+    ) in refused.content.decode()
+    assert (Challenge.objects.count(), len(mail.outbox)) == (5, 5)
     [event] = limited()
     assert (event.reason, event.user_id, event.purpose) == ("send_per_user", user.pk, "step_up")
-    assert event.data["answered_as"] == "accepted"
-    assert 1 <= event.data["retry_after"] <= 3600
+    assert event.data == {"retry_after": retry_after, "answered_as": "refused"}
 
-    # The API: the same 202 body shape; a challenge exists behind it but no mail went out.
     api = send_api(alice, django_capture_on_commit_callbacks)
-    assert api.status_code == 202
-    body = api.json()
-    assert set(body) == ISSUE_KEYS
-    assert (body["purpose"], body["email_hint"]) == ("step_up", "a***@example.com")
-    assert Challenge.objects.filter(pk=body["id"], send_email=False).exists()
-    assert (Challenge.objects.count(), len(mail.outbox), len(limited("send_per_user"))) == (7, 5, 2)
+    assert (api.status_code, api["Retry-After"]) == (429, str(retry_after))
+    assert api.json() == {
+        "error": "send_limit_reached",
+        "message": (
+            f"You have asked for several codes in a short time. You can ask for another one at {again_at} UTC, "
+            f"in {minutes} minutes."
+        ),
+        "retry_after": retry_after,
+    }
+    assert (Challenge.objects.count(), len(mail.outbox), len(limited("send_per_user"))) == (5, 5, 2)
+    # The refusals were not counted against the daily limit either.
+    daily = limits.peek(limits.SEND_PER_USER_DAILY, own_subject(user))
+    assert daily is not None
+    assert daily.count == 5
 
-    clock.shift(timedelta(hours=1))
+    clock.shift(timedelta(seconds=retry_after))
     assert send_api(alice, django_capture_on_commit_callbacks).status_code == 202
-    assert (Challenge.objects.count(), len(mail.outbox)) == (8, 6)
+    assert (Challenge.objects.count(), len(mail.outbox)) == (6, 6)
+
+
+def own_subject(user: Any, path: str = "step_up") -> str:
+    return f"{path}|{user.pk}|{user.email}"
 
 
 def test_daily_per_user_limit_holds_across_hourly_windows(
     user: Any, alice: Client, django_capture_on_commit_callbacks: Any, clock: Any
 ) -> None:
     # Daily windows start at a per-key offset: begin at the start of this user's, so four hours fit in it.
-    daily = limits.peek(limits.SEND_PER_USER_DAILY, str(user.pk))
+    daily = limits.peek(limits.SEND_PER_USER_DAILY, own_subject(user))
     assert daily is not None
     clock.shift(timedelta(seconds=daily.retry_after))
     for _hour in range(4):
@@ -167,8 +201,8 @@ def test_daily_per_user_limit_holds_across_hourly_windows(
     assert len(mail.outbox) == 20
     assert limited() == []
 
-    decoy = send_api(alice, django_capture_on_commit_callbacks)
-    assert decoy.status_code == 202
+    refused = send_api(alice, django_capture_on_commit_callbacks)
+    assert (refused.status_code, refused.json()["error"]) == (429, "send_limit_reached")
     assert len(mail.outbox) == 20
     assert [e.reason for e in limited()] == ["send_per_user_daily"]
 
@@ -177,35 +211,47 @@ def test_daily_per_user_limit_holds_across_hourly_windows(
     assert len(mail.outbox) == 21
 
 
-@override_settings(EMAIL_OTP_RATES={"send_per_user": None, "send_per_user_daily": None, "send_per_address": "2/h"})
-def test_per_address_limit_is_shared_by_every_account_using_the_address(
+@override_settings(EMAIL_OTP_RATES={"send_per_address": "2/h"})
+def test_per_address_ceiling_counts_anonymous_requests_from_every_ip_and_never_an_owners_own_codes(
     user: Any, django_capture_on_commit_callbacks: Any, clock: Any
 ) -> None:
-    twin = UserFactory(username="alice2", email="Alice@Example.com")
-    with django_capture_on_commit_callbacks(execute=True):
-        issue_challenge(user=user, purpose="step_up")
-    with django_capture_on_commit_callbacks(execute=True):
-        issue_challenge(user=twin, purpose="step_up")
-    with django_capture_on_commit_callbacks(execute=True):
-        decoy = issue_challenge(user=twin, purpose="step_up")
-    assert Challenge.objects.get(pk=decoy.pk).send_email is False
+    def sign_in_from(ip: str) -> Challenge:
+        with django_capture_on_commit_callbacks(execute=True):
+            return issue_challenge(
+                email="Alice@Example.com", purpose="sign_in", request=RequestFactory().post("/", REMOTE_ADDR=ip)
+            )
+
+    sign_in_from("198.51.100.1")
+    sign_in_from("198.51.100.2")
+    quiet = sign_in_from("198.51.100.3")
+    assert Challenge.objects.get(pk=quiet.pk).send_email is False
     assert len(mail.outbox) == 2
     [event] = limited()
-    assert (event.reason, event.user_id, event.data["answered_as"]) == ("send_per_address", twin.pk, "accepted")
+    assert (event.reason, event.user_id, event.data["answered_as"]) == ("send_per_address", None, "accepted")
     assert event.email_pseudonym
     assert "alice" not in event.email_pseudonym.lower()
+
+    # Two accounts sharing the address each keep their own budget, which the anonymous requests never touched.
+    twin = UserFactory(username="alice2", email="Alice@Example.com")
+    for owner in (user, twin):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert issue_challenge(user=owner, purpose="step_up").send_email is True
+    assert len(mail.outbox) == 4
 
 
 @override_settings(EMAIL_OTP_RATES={"send_per_user": "2/h", "send_per_user_daily": None})
 def test_rates_setting_overrides_a_limit_and_none_switches_one_off(
     user: Any, django_capture_on_commit_callbacks: Any, clock: Any
 ) -> None:
-    for _ in range(3):
+    for _ in range(2):
         with django_capture_on_commit_callbacks(execute=True):
             issue_challenge(user=user, purpose="step_up")
+    with pytest.raises(SendLimitReached) as refused:
+        issue_challenge(user=user, purpose="step_up")
+    assert (refused.value.limit, 1 <= refused.value.retry_after <= 3600) == ("send_per_user", True)
     assert (len(mail.outbox), [e.reason for e in limited()]) == (2, ["send_per_user"])
 
-    with override_settings(EMAIL_OTP_RATES={"send_per_user": None, "send_per_address": None}):
+    with override_settings(EMAIL_OTP_RATES={"send_per_user": None}):
         for _ in range(10):
             with django_capture_on_commit_callbacks(execute=True):
                 issue_challenge(user=user, purpose="step_up")
@@ -231,8 +277,14 @@ def test_counters_are_keyed_hashes_never_the_address_or_ip(
     alice.post(VERIFY_URL, {"purpose": "step_up", "code": WRONG_CODE}, REMOTE_ADDR="203.0.113.77")
     assert Challenge.objects.get().attempts == 1
 
+    with django_capture_on_commit_callbacks(execute=True):
+        issue_challenge(
+            email="alice@example.com", purpose="sign_in", request=RequestFactory().post("/", REMOTE_ADDR="203.0.113.77")
+        )
+
     contents = cache_contents()
-    assert contents.count("rl:") >= 6  # five send counters and the failed-verification one
+    # Two own-code counters, the failed-verification one and the five of an anonymous send.
+    assert contents.count("rl:") >= 8
     for raw in ("alice@example.com", "alice", "203.0.113.77", "203.0.113", str(challenge.pk)):
         assert raw not in contents
 
@@ -301,31 +353,25 @@ def test_every_failure_counts_per_ip_in_the_service(user: Any, django_capture_on
     assert challenge.attempts == 0
 
 
-@override_settings(EMAIL_OTP_TRUSTED_PROXY_COUNT=1, EMAIL_OTP_RATES={"send_per_ip": "2/h"})
-def test_behind_one_proxy_the_limit_follows_the_right_most_forwarded_entry(
-    user: Any, other_user: Any, alice: Client, django_capture_on_commit_callbacks: Any, clock: Any
-) -> None:
+@pytest.mark.django_db(transaction=True)
+@override_settings(
+    EMAIL_OTP_TRUSTED_PROXY_COUNT=1, EMAIL_OTP_RATES={"send_per_ip": "2/h"}, EMAIL_OTP_SIGN_IN_ENABLED=True
+)
+def test_behind_one_proxy_the_limit_follows_the_right_most_forwarded_entry(user: Any, clock: Any) -> None:
     proxy = "10.0.0.1"
     for spoofed in ("1.1.1.1", "2.2.2.2"):
         forwarded = f"{spoofed}, 203.0.113.7"
-        response = send_html(alice, django_capture_on_commit_callbacks, ip=proxy, HTTP_X_FORWARDED_FOR=forwarded)
-        assert response.status_code == 302
+        assert sign_in_api(Client(), ip=proxy, HTTP_X_FORWARDED_FOR=forwarded).status_code == 202
     # A new spoofed left-most entry does not make a new client.
-    evading = send_html(
-        alice, django_capture_on_commit_callbacks, ip=proxy, HTTP_X_FORWARDED_FOR="3.3.3.3, 203.0.113.7"
-    )
+    evading = sign_in_api(Client(), ip=proxy, HTTP_X_FORWARDED_FOR="3.3.3.3, 203.0.113.7")
     assert evading.status_code == 429
     assert [str(e.ip_address) for e in limited("send_per_ip")] == ["203.0.113.7"]
     assert {str(c.ip_address) for c in Challenge.objects.all()} == {"203.0.113.7"}
 
     # Someone naming the limited address on the left is judged by their own address.
-    bob = Client()
-    bob.force_login(other_user)
-    framing = send_html(
-        bob, django_capture_on_commit_callbacks, ip=proxy, HTTP_X_FORWARDED_FOR="203.0.113.7, 198.51.100.9"
-    )
-    assert framing.status_code == 302
-    assert Challenge.objects.filter(user=other_user).get().ip_address == "198.51.100.9"
+    framing = sign_in_api(Client(), ip=proxy, HTTP_X_FORWARDED_FOR="203.0.113.7, 198.51.100.9")
+    assert framing.status_code == 202
+    assert Challenge.objects.get(pk=framing.json()["id"]).ip_address == "198.51.100.9"
 
 
 DEAD_CACHE = {
@@ -395,3 +441,39 @@ def test_giving_back_on_a_dead_cache_is_logged_not_raised(caplog: pytest.LogCapt
         limits.give_back(limits.VERIFY_FAILURES_PER_IP, "198.51.100.7")
     [record] = [r for r in caplog.records if "giving back" in r.getMessage()]
     assert record.levelno == logging.ERROR
+
+
+@override_settings(EMAIL_OTP_RATES={"send_per_ip_and_address": "1/h"})
+def test_a_send_refused_by_one_limit_counts_against_none_of_the_others(
+    user: Any, django_capture_on_commit_callbacks: Any, clock: Any
+) -> None:
+    # Issue 10: the per-address counter used to be counted even for a request past the requester's own limit, so
+    # one requester's refused requests spent everybody's ceiling.
+    request = RequestFactory().post("/", REMOTE_ADDR="198.51.100.20")
+    for _ in range(4):
+        with django_capture_on_commit_callbacks(execute=True):
+            issue_challenge(email="alice@example.com", purpose="sign_in", request=request)
+    assert len(mail.outbox) == 1
+    assert [e.reason for e in limited()] == ["send_per_ip_and_address"] * 3
+    ip, address = limits.subject_of("198.51.100.20"), limits.subject_of("alice@example.com")
+    counts = {
+        name: usage.count
+        for name, subject in (
+            (limits.SEND_PER_IP, ip),
+            (limits.SEND_PER_IP_AND_ADDRESS, f"{ip}|{address}"),
+            (limits.SEND_PER_IP_AND_ADDRESS_DAILY, f"{ip}|{address}"),
+            (limits.SEND_PER_ADDRESS, address),
+            (limits.SEND_PER_ADDRESS_DAILY, address),
+        )
+        if (usage := limits.peek(name, subject)) is not None
+    }
+    assert counts == dict.fromkeys(
+        (
+            limits.SEND_PER_IP,
+            limits.SEND_PER_IP_AND_ADDRESS,
+            limits.SEND_PER_IP_AND_ADDRESS_DAILY,
+            limits.SEND_PER_ADDRESS,
+            limits.SEND_PER_ADDRESS_DAILY,
+        ),
+        1,
+    )

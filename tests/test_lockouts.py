@@ -17,7 +17,7 @@ import time_machine
 from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test import Client, override_settings
 
 from django_emailotp import signals
@@ -169,8 +169,13 @@ def test_while_locked_issue_and_verify_answer_429_and_nothing_else_is_blocked(
     assert refusals.count() == 2  # the two issue attempts
     assert AuditEvent.objects.filter(event=AuditEventType.VERIFY_FAILED, reason="locked_out").count() == 2
     with pytest.raises(LockedOut) as refused:
-        issue_challenge(user=user, purpose="login")
+        issue_challenge(user=user, purpose="verify_email")
     assert refused.value.retry_after == 800
+    # Only the step-up path is locked: the second factor after the password keeps its own count (rule 17).
+    assert Lockout.objects.get(user=user).scope == "step_up"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert issue_challenge(user=user, purpose="login").send_email is True
+    sent += 1
 
     # Only the email-code path: pages and password login work.
     assert client.get("/").status_code == 200
@@ -231,12 +236,17 @@ def test_unlock_command_by_username_and_by_email(
     wrong_codes(user, django_capture_on_commit_callbacks, 10)
     out = StringIO()
     call_command("emailotp_unlock", "alice", "--reason", "called support", stdout=out)
-    assert out.getvalue() == "Lifted the lockout of alice; it would have lasted until 2026-03-02 09:15:00 UTC.\n"
+    assert out.getvalue() == (
+        "Lifted the step_up lockout of alice; it would have lasted until 2026-03-02 09:15:00 UTC.\n"
+    )
     lockout = Lockout.objects.get(user=user)
     assert (lockout.locked_until, lockout.unlocked_at, lockout.unlocked_by) == (START, START, None)
     assert (lockout.consecutive_failures, lockout.lock_count) == (0, 0)
     [event] = AuditEvent.objects.filter(event=AuditEventType.LOCKOUT_LIFTED)
-    assert (event.user_id, event.data) == (user.pk, {"by": "", "by_id": None, "reason": "called support"})
+    assert (event.user_id, event.data) == (
+        user.pk,
+        {"by": "", "by_id": None, "scope": "step_up", "reason": "called support"},
+    )
     assert [(c["user"], c["by"], c["request"]) for c in heard["lifted"]] == [(user, None, None)]
     with django_capture_on_commit_callbacks(execute=True):
         issue_challenge(user=user, purpose="step_up")  # usable again at once
@@ -248,7 +258,7 @@ def test_unlock_command_by_username_and_by_email(
     wrong_codes(user, django_capture_on_commit_callbacks, 10)
     out = StringIO()
     call_command("emailotp_unlock", "ALICE@example.com", stdout=out)
-    assert out.getvalue().startswith("Lifted the lockout of alice;")
+    assert out.getvalue().startswith("Lifted the step_up lockout of alice;")
     assert AuditEvent.objects.filter(event=AuditEventType.LOCKOUT_LIFTED).count() == 2
     assert len(heard["lifted"]) == 2
 
@@ -270,7 +280,9 @@ def test_unlock_command_refuses_unknown_and_ambiguous_users(user: Any) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_wrong_codes_lock_exactly_once_with_one_notice(heard: dict[str, list[Any]]) -> None:
     user = UserFactory(username="alice", email="alice@example.com")
-    challenges = [issue_challenge(user=user, purpose=purpose) for purpose in ("step_up", "login", "verify_email")]
+    # Three codes of the one step-up path (the second factor at login keeps a count of its own).
+    purposes = ("step_up", "danger_zone", "verify_email")
+    challenges = [issue_challenge(user=user, purpose=purpose) for purpose in purposes]
     mail.outbox.clear()
     count = 15  # three challenges of five attempts: room for more than the threshold of ten
     barrier = threading.Barrier(count)
@@ -291,9 +303,40 @@ def test_concurrent_wrong_codes_lock_exactly_once_with_one_notice(heard: dict[st
 
     assert len(reasons) == count
     lockout = Lockout.objects.get(user=user)
-    assert lockout.lock_count == 1
+    assert (lockout.scope, lockout.lock_count) == ("step_up", 1)
     assert lockout.is_active()
     assert AuditEvent.objects.filter(event=AuditEventType.LOCKED_OUT).count() == 1
     assert len(heard["locked"]) == 1
     assert len(notices()) == 1
     assert reasons.count(VerifyReason.INVALID_CODE) + reasons.count(VerifyReason.BURNED) >= 10
+
+
+@pytest.mark.django_db
+def test_each_path_has_its_own_lock_and_unlocking_lifts_one_path_or_all(
+    user: Any, clock: Any, heard: dict[str, list[Any]]
+) -> None:
+    until = START + timedelta(minutes=15)
+    for scope in ("step_up", "login", "sign_in"):
+        Lockout.objects.create(user=user, scope=scope, lock_count=1, locked_until=until)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Lockout.objects.create(user=user, scope="login")  # one row per user and path
+
+    out = StringIO()
+    call_command("emailotp_unlock", "alice", "--scope", "login", stdout=out)
+    assert out.getvalue() == "Lifted the login lockout of alice; it would have lasted until 2026-03-02 09:15:00 UTC.\n"
+    states = dict(Lockout.objects.filter(user=user).values_list("scope", "locked_until"))
+    assert states == {"step_up": until, "login": START, "sign_in": until}
+    assert [c["scope"] for c in heard["lifted"]] == ["login"]
+    with pytest.raises(LockedOut):
+        issue_challenge(user=user, purpose="step_up")
+
+    out = StringIO()
+    call_command("emailotp_unlock", "alice", "--scope", "login", stdout=out)
+    assert out.getvalue() == "alice is not locked out on the login path; nothing to do.\n"
+    assert lift_lockout(user) is True  # every path still locked: step-up and sign-in
+    assert [c["scope"] for c in heard["lifted"]] == ["login", "sign_in", "step_up"]
+    lifted = AuditEvent.objects.filter(event=AuditEventType.LOCKOUT_LIFTED).order_by("id")
+    assert [event.data["scope"] for event in lifted] == ["login", "sign_in", "step_up"]
+    assert not Lockout.objects.filter(locked_until__gt=START).exists()
+    with pytest.raises(CommandError):
+        call_command("emailotp_unlock", "alice", "--scope", "everything")

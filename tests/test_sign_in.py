@@ -161,7 +161,9 @@ def test_a_locked_out_account_is_answered_like_an_unknown_address(user: Any, mai
 
     from django.utils import timezone
 
-    Lockout.objects.create(user=user, locked_until=timezone.now() + timedelta(minutes=15), lock_count=1)
+    Lockout.objects.create(
+        user=user, scope="sign_in", locked_until=timezone.now() + timedelta(minutes=15), lock_count=1
+    )
     client = Client()
     sent = post_address(client, "alice@example.com")
     assert (sent.status_code, sent["Location"]) == (302, SIGN_IN_VERIFY)

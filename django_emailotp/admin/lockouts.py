@@ -1,5 +1,6 @@
-"""Lockouts in the admin: read-only rows with their state, a filter by state, the user's recent audit events, and
-the one change, "Unlock selected", which goes through :func:`services.lift_lockout`."""
+"""Lockouts in the admin: read-only rows (one per user and path) with their state, filters by state and path, the
+user's recent audit events, and the one change, unlocking (the selected paths, or every path of the selected users),
+which goes through :func:`services.lift_lockout`."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class LockoutAdmin(ReadOnlyAdmin):
 
     list_display = (
         "user_column",
+        "scope",
         "state",
         "locked_until_utc",
         "time_remaining",
@@ -55,10 +57,11 @@ class LockoutAdmin(ReadOnlyAdmin):
         "unlocked_by",
     )
     list_display_links = ("user_column",)
-    list_filter = (LockoutStateFilter,)
+    list_filter = (LockoutStateFilter, "scope")
     ordering = (F("locked_until").desc(nulls_last=True), "pk")
     fields = (
         "user_column",
+        "scope",
         "state",
         "locked_until_utc",
         "time_remaining",
@@ -70,7 +73,7 @@ class LockoutAdmin(ReadOnlyAdmin):
         "history",
     )
     readonly_fields = fields
-    actions = ("unlock_selected",)
+    actions = ("unlock_selected", "unlock_every_path")
 
     locked_until_utc = utc_column("locked_until", _("locked until (UTC)"), optional=True)
     last_failure = utc_column("last_failure_at", _("last wrong code (UTC)"), optional=True)
@@ -88,13 +91,26 @@ class LockoutAdmin(ReadOnlyAdmin):
 
     @admin.action(description=_("Unlock selected %(verbose_name_plural)s"), permissions=["unlock"])
     def unlock_selected(self, request: HttpRequest, queryset: QuerySet[Lockout]) -> None:
+        """Lift each selected row: that user's lock on that one path."""
         lockouts = list(queryset.select_related("user"))
-        lifted = sum(services.lift_lockout(lockout.user, by=request.user, request=request) for lockout in lockouts)
+        lifted = sum(
+            services.lift_lockout(lockout.user, scope=lockout.scope, by=request.user, request=request)
+            for lockout in lockouts
+        )
+        self._report(request, lifted, len(lockouts) - lifted)
+
+    @admin.action(description=_("Unlock every path of the selected users"), permissions=["unlock"])
+    def unlock_every_path(self, request: HttpRequest, queryset: QuerySet[Lockout]) -> None:
+        """Lift every lock of the selected rows' users, whichever path each row is."""
+        users = {lockout.user_id: lockout.user for lockout in queryset.select_related("user")}
+        lifted = sum(services.lift_lockout(user, by=request.user, request=request) for user in users.values())
+        self._report(request, lifted, len(users) - lifted)
+
+    def _report(self, request: HttpRequest, lifted: int, skipped: int) -> None:
         if lifted:
             message = ngettext("Lifted %(count)d lockout.", "Lifted %(count)d lockouts.", lifted)
             self.message_user(request, message % {"count": lifted}, messages.SUCCESS)
-        if len(lockouts) > lifted:
-            skipped = len(lockouts) - lifted
+        if skipped:
             message = ngettext(
                 "%(count)d selected user was not locked out.", "%(count)d selected users were not locked out.", skipped
             )

@@ -79,6 +79,11 @@ SUPERSEDED_CODE = _error(ErrorCode.SUPERSEDED, "A newer code was sent.", attempt
 NO_CREDENTIALS = _error(ErrorCode.NOT_AUTHENTICATED, "Authentication credentials were not provided.")
 LOCKED_OUT = _error(ErrorCode.LOCKED_OUT, "Too many wrong codes: codes by email are paused.", retry_after=900)
 LIMITER_DOWN = _error(ErrorCode.TEMPORARILY_UNAVAILABLE, "This is unavailable for a moment.", retry_after=30)
+SEND_LIMIT = _error(
+    ErrorCode.SEND_LIMIT_REACHED,
+    "You have asked for several codes in a short time. You can ask for another one at 10:42 UTC, in 38 minutes.",
+    retry_after=2280,
+)
 
 ISSUE_ERRORS = {
     400: OpenApiResponse(
@@ -102,10 +107,13 @@ ISSUE_ERRORS = {
     ),
     429: OpenApiResponse(
         ErrorSerializer,
-        "A code was sent moments ago, a rate limit was reached, or the account's email codes are locked after "
-        "wrong codes; Retry-After says when to try again.",
+        "A code was sent moments ago, a rate limit was reached (`send_limit_reached`: the signed-in requester's own "
+        "send budget, or the daily limit of codes to a new address), or the account's email codes are locked "
+        "after wrong codes; Retry-After says when to try again. Anonymous sign-in is never refused for an "
+        "address's limits: it answers 202 and sends nothing.",
         [
             _error(ErrorCode.RATE_LIMITED, "Please wait 42 seconds before asking for another code.", retry_after=42),
+            SEND_LIMIT,
             LOCKED_OUT,
         ],
     ),
@@ -397,9 +405,9 @@ LOGIN = documented(
         403: CSRF_REFUSED,
         429: OpenApiResponse(
             ErrorSerializer,
-            "The password was right but no code can be sent now (lockout or rate limit); a backup code can still "
-            "finish the login at login/backup-code/.",
-            [LOCKED_OUT],
+            "The password was right but no code can be sent now (lockout, or the account's own send budget); a "
+            "backup code can still finish the login at login/backup-code/.",
+            [LOCKED_OUT, SEND_LIMIT],
         ),
         503: ISSUE_ERRORS[503],
         **BODY_ERRORS,

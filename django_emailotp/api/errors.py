@@ -14,9 +14,16 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from django_emailotp.exceptions import LockedOut, RateLimited
+from django_emailotp.exceptions import LockedOut, RateLimited, SendLimitReached
 from django_emailotp.services import BackupCodeReason, BackupCodeResult, VerificationResult, VerifyReason
-from django_emailotp.texts import BACKUP_CODE_ERRORS, LIMITER_DOWN, LOCKED_OUT, RATE_LIMITED, VERIFY_ERRORS
+from django_emailotp.texts import (
+    BACKUP_CODE_ERRORS,
+    LIMITER_DOWN,
+    LOCKED_OUT,
+    RATE_LIMITED,
+    VERIFY_ERRORS,
+    send_limit_message,
+)
 
 
 class ErrorCode(enum.StrEnum):
@@ -43,6 +50,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_BACKUP_CODE = "invalid_backup_code"
     INVALID_CREDENTIALS = "invalid_credentials"
     EMAIL_IN_USE = "email_in_use"
+    SEND_LIMIT_REACHED = "send_limit_reached"
 
 
 # Unknown ids, other users' challenges and codes bound elsewhere answer exactly like a wrong code.
@@ -148,6 +156,9 @@ def refusal(error: Exception) -> Response:
             LOCKED_OUT % {"time": error.locked_until.astimezone(UTC).strftime("%H:%M")},
             retry_after=error.retry_after,
         )
+        return Response(body, status=429, headers={"Retry-After": str(error.retry_after)})
+    if isinstance(error, SendLimitReached):
+        body = error_body(ErrorCode.SEND_LIMIT_REACHED, send_limit_message(error), retry_after=error.retry_after)
         return Response(body, status=429, headers={"Retry-After": str(error.retry_after)})
     if isinstance(error, RateLimited):
         message = RATE_LIMITED % {"minutes": max(1, math.ceil(error.retry_after / 60))}

@@ -14,10 +14,11 @@ from django.conf import settings as django_settings
 from django_emailotp import audit, delivery, purposes
 from django_emailotp.adapter import get_adapter
 from django_emailotp.crypto import email_pseudonym
-from django_emailotp.exceptions import LockedOut
-from django_emailotp.models import AuditEventType, AuditOutcome, Challenge
+from django_emailotp.models import AuditEventType, AuditOutcome, Challenge, LockoutScope
 from django_emailotp.requestinfo import RequestMeta
-from django_emailotp.services.challenges import issue_challenge
+from django_emailotp.services import budgets
+from django_emailotp.services.challenges import create_challenge, destination_for
+from django_emailotp.services.lockouts import locked_quietly
 from django_emailotp.services.verification import VerificationResult, VerifyReason, verify_challenge
 
 
@@ -46,43 +47,49 @@ def request_sign_in(email: object, *, request: Any) -> Challenge:
 
     A known address gets a code (to the adapter's ``destination_for``). An unknown one gets the same challenge row,
     audit rows and delivery work but no email, unless the adapter's ``can_create_account`` allows a new account.
-    A known user whose email-code path is locked out is answered the same way as an unknown address (no email).
-    Delivery always runs after the response's work (a thread for in-process delivery, Celery otherwise), so the
-    time taken does not tell either. The cooldown, the per-IP limit (:class:`RateLimited`) and the per-address
-    limits apply alike to every address. Raises :class:`NoEmailAddress` for input that is not one valid address.
+    Both make the same queries in the same order: the user lookup, the sign-in lock's lookup (which finds nothing
+    for an unknown address), the cooldown's, the row and its audit rows; delivery always runs after the response's
+    work (a thread for in-process delivery, Celery otherwise), so the time taken does not tell either.
+
+    The per-IP limit is checked first, before any database lookup (:class:`RateLimited`). A locked sign-in path
+    and the per-address limits are answered exactly like an accepted request, without an email (SECURITY.md rule 8);
+    the cooldown applies alike to every address. Raises :class:`NoEmailAddress` for input that is not one valid
+    address.
     """
     address = delivery.clean_address(email)
+    budgets.refuse_past_ip_limit(address, purposes.SIGN_IN, request)
     adapter = get_adapter()
     user = adapter.get_user_by_email(address)
+    meta = RequestMeta.from_request(request, create_binding=True)
     known_id = user.pk if user is not None else None
-    reason = ""
-    if user is not None:
-        try:
-            challenge = issue_challenge(user=user, purpose=purposes.SIGN_IN, request=request, in_background=True)
-        except LockedOut:
-            # Audited by ensure_not_locked_out; answered exactly like an address without an account.
-            user, reason = None, "locked_out"
-    else:
-        reason = "unknown_address"
-    if user is None:
-        challenge = issue_challenge(
-            email=address,
-            purpose=purposes.SIGN_IN,
-            request=request,
-            send_email=reason == "unknown_address" and adapter.can_create_account(address, request),
-            in_background=True,
-        )
-    saved = not challenge._state.adding
+    # The account's own address; the typed one was cleaned already, so it is checked again only if it differs.
+    own = adapter.destination_for(user) if user is not None else None
+    destination = address if user is None or own == address else destination_for(user, None)
+    locked = locked_quietly(known_id, LockoutScope.SIGN_IN, address=destination, purpose=purposes.SIGN_IN, meta=meta)
+    wanted = user is not None or adapter.can_create_account(address, request)
+    # A locked account's challenge is the address's alone, as for an address without an account: its wrong codes
+    # then count and answer exactly like those (attempts left, burning), and no lock shows.
+    challenge = create_challenge(
+        user=None if locked else user,
+        address=destination,
+        purpose=purposes.SIGN_IN,
+        kind=budgets.SendKind.ANONYMOUS,
+        meta=meta,
+        request=request,
+        send_email=wanted and not locked,
+        in_background=True,
+    )
+    reason = "unknown_address" if user is None else "locked_out" if locked else ""
     audit.record(
         AuditEventType.SIGN_IN_REQUESTED,
         AuditOutcome.INFO,
         reason=reason,
         user_id=known_id,
         purpose=purposes.SIGN_IN,
-        challenge_id=challenge.pk if saved else None,
+        challenge_id=challenge.pk,
         email_pseudonym=email_pseudonym(address),
-        meta=RequestMeta.from_request(request),
-        data={"email_sent": saved and challenge.send_email and reason != "locked_out"},
+        meta=meta,
+        data={"email_sent": challenge.send_email},
     )
     return challenge
 

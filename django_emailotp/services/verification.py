@@ -2,7 +2,8 @@
 
 Writes ``Challenge.status``, ``attempts``, ``consumed_at`` and ``code_hash`` with conditional UPDATEs under a row
 lock, and the ``verify_succeeded``, ``verify_failed``, ``challenge_burned`` and ``locked_out`` audit rows. Wrong
-codes are counted toward a lockout through ``lockouts``; the per-IP failure limit is taken before the check.
+codes are counted toward the lockout of the challenge's own path through ``lockouts``; the per-IP failure limit is
+taken before the check.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from django_emailotp.requestinfo import RequestMeta
 from django_emailotp.services import notices
 from django_emailotp.services.challenges import retire
 from django_emailotp.services.common import as_uuid, purpose_matches, seconds_until
-from django_emailotp.services.lockouts import announce_lockout, count_wrong_code, lockout_of
+from django_emailotp.services.lockouts import announce_lockout, count_wrong_code, lockout_of, scope_for, with_lockout
 
 
 class VerifyReason(enum.StrEnum):
@@ -149,9 +150,9 @@ def _check(
     action: str | None,
     user: Any | None,
 ) -> VerificationResult:
-    # The user's lockout row comes with the challenge (one statement); only the challenge row is locked.
+    # The lockout row of the challenge's own path comes with it (one statement); only the challenge row is locked.
     challenge = (
-        Challenge.objects.select_for_update(of=("self",)).select_related("user__emailotp_lockout").filter(pk=pk).first()
+        with_lockout(Challenge.objects.select_for_update(of=("self",)).select_related("user")).filter(pk=pk).first()
     )
     if challenge is None:
         return record_failure(None, VerifyReason.NOT_FOUND, meta, challenge_id=pk)
@@ -163,6 +164,8 @@ def _check(
     ):
         return record_failure(challenge, VerifyReason.WRONG_BINDING, meta)
     now = timezone.now()
+    # The lock of this challenge's own path only (SECURITY.md rule 17).
+    scope = scope_for(challenge.purpose)
     lockout = lockout_of(challenge)
     if lockout is not None and lockout.is_active(now):
         assert lockout.locked_until is not None
@@ -214,7 +217,7 @@ def _check(
     challenge.attempts += 1
     if challenge.attempts >= challenge.max_attempts:
         challenge.status, challenge.code_hash = ChallengeStatus.BURNED, ""
-    locked_until = count_wrong_code(challenge.user_id, now, lockout) if challenge.user_id is not None else None
+    locked_until = count_wrong_code(challenge.user_id, scope, now, lockout, first_on_challenge=challenge.attempts == 1)
     result = record_failure(challenge, VerifyReason.INVALID_CODE, meta, locked_until=locked_until)
     return replace(result, retry_after=seconds_until(locked_until, now)) if locked_until else result
 

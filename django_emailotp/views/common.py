@@ -16,7 +16,14 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django_emailotp import services, texts
 from django_emailotp.conf import app_settings
 from django_emailotp.delivery import mask_address
-from django_emailotp.exceptions import DeliveryUnavailable, LockedOut, NoEmailAddress, RateLimited, ResendCooldown
+from django_emailotp.exceptions import (
+    DeliveryUnavailable,
+    LockedOut,
+    NoEmailAddress,
+    RateLimited,
+    ResendCooldown,
+    SendLimitReached,
+)
 from django_emailotp.models import Challenge, ChallengeStatus
 from django_emailotp.purposes import purpose_label
 from django_emailotp.services import VerifyReason
@@ -144,6 +151,8 @@ def refusal_message(error: LockedOut | RateLimited, *, locked_out: Any, rate_lim
     """Until when the account is locked (UTC), or in how many minutes to try again."""
     if isinstance(error, LockedOut):
         return str(locked_out % {"time": error.locked_until.astimezone(UTC).strftime("%H:%M")})
+    if isinstance(error, SendLimitReached):
+        return texts.send_limit_message(error)
     return str(rate_limited % {"minutes": max(1, math.ceil(error.retry_after / 60))})
 
 
